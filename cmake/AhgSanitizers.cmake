@@ -1,0 +1,10 @@
+# AHG_SANITIZE=address,undefined builds everything with those sanitizers.
+if(AHG_SANITIZE)
+    set(_ahg_san_flags -fsanitize=${AHG_SANITIZE} -fno-omit-frame-pointer)
+    if(AHG_SANITIZE MATCHES "undefined")
+        list(APPEND _ahg_san_flags -fno-sanitize-recover=undefined)
+    endif()
+    add_compile_options(${_ahg_san_flags})
+    add_link_options(-fsanitize=${AHG_SANITIZE})
+    message(STATUS "AzHexGate: sanitizers ${AHG_SANITIZE}")
+endif()
