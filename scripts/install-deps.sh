@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package AzHexGate needs to build, run and test.
+# Safe to run any number of times; does nothing when everything is present.
+set -euo pipefail
+
+PKGS=(
+    build-essential cmake pkg-config git ca-certificates
+    libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev
+    libyaml-dev libhttp-parser-dev libcmocka-dev
+    redis-server clang-format clang-tidy
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+    SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
