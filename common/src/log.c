@@ -64,7 +64,10 @@ struct snap {
 static char
 lower(char c)
 {
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    static const char lo[] = "abcdefghijklmnopqrstuvwxyz";
+    if (c >= 'A' && c <= 'Z')
+        return lo[c - 'A'];
+    return c;
 }
 
 static bool
@@ -275,7 +278,9 @@ key_is_secret_n(const char *key, size_t n)
         n = KEY_MAX;
     }
     for (size_t i = 0; i < n; i++) {
-        char c = key[i] == '-' ? '_' : key[i];
+        char c = key[i];
+        if (c == '-')
+            c = '_';
         flat[fl++] = lower(c);
         if (i > 0 && c >= 'A' && c <= 'Z' &&
             ((key[i - 1] >= 'a' && key[i - 1] <= 'z') || is_digit(key[i - 1])))
@@ -752,8 +757,8 @@ put_text_key(struct wr *w, const char *k)
 {
     for (; *k != '\0'; k++) {
         unsigned char c = (unsigned char)*k;
-        char o = (c <= 0x20 || c == 0x7F || c == '"' || c == '=' || c == '\\') ? '_' : (char)c;
-        if (!put(w, &o, 1))
+        bool bad = c <= 0x20 || c == 0x7F || c == '"' || c == '=' || c == '\\';
+        if (!put(w, bad ? "_" : k, 1))
             return false;
     }
     return true;
@@ -881,8 +886,9 @@ format_ts(char out[TS_BUF])
         memcpy(out, "1970-01-01T00:00:00.000Z", 25);
         return;
     }
-    snprintf(out, TS_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+    (void)snprintf(out, TS_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   (int)(ts.tv_nsec / 1000000));
 }
 
 static const char *
@@ -1012,7 +1018,7 @@ emit_core(enum ahg_log_level lvl, const struct ahg_log_field *fields, const char
         if (strcmp(key, "comp") == 0)
             continue;
         if (strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 || strcmp(key, "msg") == 0) {
-            snprintf(renamed, sizeof(renamed), "x_%s", key);
+            (void)snprintf(renamed, sizeof(renamed), "x_%s", key);
             key = renamed;
         }
         if (!render_field(&fw, s.fmt, key, f->value, false))
@@ -1233,10 +1239,10 @@ ahg_log_access(const struct ahg_log_access_rec *rec)
         d = 0.0; /* negative or NaN */
     if (d > 1e15)
         d = 1e15;
-    snprintf(status, sizeof(status), "%d", rec->status);
-    snprintf(bin, sizeof(bin), "%llu", (unsigned long long)rec->bytes_in);
-    snprintf(bout, sizeof(bout), "%llu", (unsigned long long)rec->bytes_out);
-    snprintf(dur, sizeof(dur), "%.3f", d);
+    (void)snprintf(status, sizeof(status), "%d", rec->status);
+    (void)snprintf(bin, sizeof(bin), "%llu", (unsigned long long)rec->bytes_in);
+    (void)snprintf(bout, sizeof(bout), "%llu", (unsigned long long)rec->bytes_out);
+    (void)snprintf(dur, sizeof(dur), "%.3f", d);
 
     snapshot(&s);
     begin_line(&line, s.fmt, AHG_LOG_LVL_INFO, s.comp, strlen(s.comp),

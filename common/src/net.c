@@ -126,7 +126,7 @@ ahg_now_ms(void)
 static void
 timer_fire(lws_sorted_usec_list_t *sul)
 {
-    struct ahg_timer *t = lws_container_of(sul, struct ahg_timer, sul);
+    struct ahg_timer *t = (struct ahg_timer *)(void *)sul; /* sul is the first member */
     t->cb(t);
 }
 

@@ -18,8 +18,9 @@
  *                       NUL/CTL/DEL in values; bad request line or status line;
  *                       request-target not origin-, absolute- (http/https, no
  *                       userinfo) or asterisk-form (OPTIONS only), or with an
- *                       octet that is not VCHAR, or with '#'; missing Host in HTTP/1.1 or
- *                       several Host fields or an invalid Host value; Content-Length
+ *                       octet that is not VCHAR, or with '#'; missing Host in
+ *                       HTTP/1.1, several Host fields or an invalid/empty Host
+ *                       value (reg-name/IP-literal characters only); Content-Length
  *                       together with Transfer-Encoding; differing Content-Length
  *                       values (also "1, 2"); non-numeric, signed, empty or
  *                       overflowing (> INT64_MAX) Content-Length; Transfer-Encoding
@@ -48,6 +49,10 @@
  * a Transfer-Encoding field whose list starts with an empty element, ",chunked").
  * Errors from a RESPONSE parser describe a broken upstream; callers answer those
  * with 502, not with ahg_err_http_status().
+ *
+ * Identical duplicate Content-Length values (several fields, or a list such as
+ * "5, 5") are accepted and merged: the first field keeps its place and name case
+ * and gets the plain number as value, the others are removed.
  *
  * Up to AHG_HTTP_MAX_LEADING_CRLF empty lines (CRLF only) before a start line are
  * skipped (RFC 9112 §2.2); they count as consumed input of the message that follows.
@@ -113,7 +118,8 @@ struct ahg_http_field {
 
 /*
  * A message head. Callers read the members directly; strings and fields are owned
- * by the head and change only through ahg_http_head_* functions. Members after
+ * by the head and change only through ahg_http_head_* functions; the owner may
+ * assign version_major/version_minor (0..9) and status (100..599). Members after
  * "informational" are filled by the parser and are NOT used by serialisation; a
  * hand-built head starts with framing NONE, keep_alive true, upgrade false.
  */
@@ -251,8 +257,9 @@ void ahg_http_parser_reset(struct ahg_http_parser *p);
 /* ---- heads ------------------------------------------------------------------- */
 
 /*
- * Build an HTTP/1.1 request head by hand. method must be a token, target 1*VCHAR.
- * Returns NULL and stores AHG_EINVAL or AHG_ENOMEM in *err (if err is not NULL).
+ * Build an HTTP/1.1 request head by hand. method must be a token, target 1*VCHAR
+ * without '#'. Returns NULL and stores AHG_EINVAL, AHG_ELIMIT (longer than
+ * AHG_HTTP_HEAD_MAX_BYTES) or AHG_ENOMEM in *err (if err is not NULL).
  * The caller frees the head with ahg_http_head_free().
  */
 struct ahg_http_head *ahg_http_head_new_request(const char *method, const char *target, int *err);

@@ -510,6 +510,47 @@ test_http_smuggling_shapes_rejected(void **state)
     }
 }
 
+/* Property: for arbitrarily corrupted input, feeding it whole and one byte at a
+ * time gives the same result, the same consumed count and the same head. */
+static void
+test_http_mutations_whole_equals_bytewise(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {req1, resp1, hop_req};
+    uint32_t x = 12345;
+    for (int iter = 0; iter < 3000; iter++) {
+        const char *seed = seeds[iter % 3];
+        enum ahg_http_kind kind = seed == resp1 ? AHG_HTTP_RESPONSE : AHG_HTTP_REQUEST;
+        char in[1024];
+        size_t n = strlen(seed);
+        memcpy(in, seed, n);
+        int flips = 1 + iter % 3;
+        for (int k = 0; k < flips; k++) {
+            x = x * 1103515245u + 12345u;
+            size_t at = (x >> 8) % n;
+            x = x * 1103515245u + 12345u;
+            static const char pool[] = "\r\n \t:,;0aZ\x00\x7f\x80-";
+            in[at] = (x >> 20) & 1 ? (char)(x >> 12) : pool[(x >> 12) % (sizeof(pool) - 1)];
+        }
+        struct ahg_http_parser *a = new_parser(kind, NULL);
+        struct ahg_http_parser *b = new_parser(kind, NULL);
+        size_t ua = 0, ub = 0;
+        int ra = ahg_http_parser_feed(a, in, n, &ua);
+        int rb = feed_bytewise(b, in, n, &ub);
+        if (ra != rb)
+            fail_msg("iter %d: whole %s, bytewise %s", iter, ahg_err_name(ra), ahg_err_name(rb));
+        if (ra == AHG_OK) {
+            assert_int_equal(ua, ub);
+            assert_same_head(ahg_http_parser_head(a), ahg_http_parser_head(b));
+        } else if (ra == AHG_EAGAIN) {
+            assert_int_equal(ua, n);
+            assert_int_equal(ub, n);
+        }
+        ahg_http_parser_free(a);
+        ahg_http_parser_free(b);
+    }
+}
+
 /* Shapes that look odd but are valid; they must parse. */
 static void
 test_http_valid_edge_shapes_accepted(void **state)
@@ -540,6 +581,8 @@ test_http_valid_edge_shapes_accepted(void **state)
     ahg_http_parser_free(p);
     p = parse_ok(AHG_HTTP_RESPONSE, S("HTTP/1.1 200\r\n\r\n"));
     assert_string_equal(ahg_http_parser_head(p)->reason, "");
+    /* the status line gains the SP before the (empty) reason */
+    assert_serializes_to(ahg_http_parser_head(p), 0, "HTTP/1.1 200 \r\n\r\n");
     ahg_http_parser_free(p);
 }
 
@@ -664,6 +707,20 @@ test_http_head_size_limit_boundary(void **state)
     over = make_request(1, pad + 1, 0);
     assert_int_equal(parse_with(NULL, at), AHG_OK);
     assert_int_equal(parse_with(NULL, over), AHG_EHDRSIZE);
+
+    /* one parser, big and small heads in turn: the buffer is regrown after reset */
+    struct ahg_http_parser *p = new_parser(AHG_HTTP_REQUEST, NULL);
+    static const char small[] = "GET /s HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (int round = 0; round < 3; round++) {
+        size_t used = 0;
+        assert_int_equal(ahg_http_parser_feed(p, at, strlen(at), &used), AHG_OK);
+        assert_int_equal(used, strlen(at));
+        ahg_http_parser_reset(p);
+        assert_int_equal(ahg_http_parser_feed(p, S(small), &used), AHG_OK);
+        assert_string_equal(ahg_http_parser_head(p)->target, "/s");
+        ahg_http_parser_reset(p);
+    }
+    ahg_http_parser_free(p);
     free(at);
     free(over);
 }
@@ -716,6 +773,20 @@ test_http_field_count_limit_boundary(void **state)
     over = make_request(1, 0, AHG_HTTP_DEFAULT_MAX_FIELDS);
     assert_int_equal(parse_with(NULL, at), AHG_OK);
     assert_int_equal(parse_with(NULL, over), AHG_EHDRSIZE);
+
+    /* one parser, big and small heads in turn: the buffer is regrown after reset */
+    struct ahg_http_parser *p = new_parser(AHG_HTTP_REQUEST, NULL);
+    static const char small[] = "GET /s HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (int round = 0; round < 3; round++) {
+        size_t used = 0;
+        assert_int_equal(ahg_http_parser_feed(p, at, strlen(at), &used), AHG_OK);
+        assert_int_equal(used, strlen(at));
+        ahg_http_parser_reset(p);
+        assert_int_equal(ahg_http_parser_feed(p, S(small), &used), AHG_OK);
+        assert_string_equal(ahg_http_parser_head(p)->target, "/s");
+        ahg_http_parser_reset(p);
+    }
+    ahg_http_parser_free(p);
     free(at);
     free(over);
 }
@@ -1331,6 +1402,7 @@ main(void)
         cmocka_unit_test(test_http_serialize_drops_hop_by_hop),
         cmocka_unit_test(test_http_strip_hop_by_hop_then_add),
         cmocka_unit_test(test_http_smuggling_shapes_rejected),
+        cmocka_unit_test(test_http_mutations_whole_equals_bytewise),
         cmocka_unit_test(test_http_valid_edge_shapes_accepted),
         cmocka_unit_test(test_http_duplicate_identical_content_length_merged),
         cmocka_unit_test(test_http_header_named_zero_with_colon_value),

@@ -947,7 +947,7 @@ static void *
 writer_main(void *arg)
 {
     char *msg = malloc(THREAD_MSG + 1);
-    char tag = (char)('A' + (int)(intptr_t)arg);
+    char tag = *(const char *)arg;
     if (msg == NULL)
         return NULL;
     memset(msg, tag, THREAD_MSG);
@@ -964,6 +964,7 @@ test_log_threads_write_whole_lines(void **state)
     int fds[2];
     struct reader r = {0};
     pthread_t rd, wr[THREADS];
+    static const char tags[THREADS] = {'A', 'B', 'C', 'D'};
     size_t lines = 0;
     char *p;
     (void)state;
@@ -975,8 +976,8 @@ test_log_threads_write_whole_lines(void **state)
     assert_non_null(r.buf);
     assert_int_equal(pthread_create(&rd, NULL, reader_main, &r), 0);
     ahg_log_setup("mt", AHG_LOG_FORMAT_JSON, AHG_LOG_LVL_INFO, fds[1]);
-    for (intptr_t i = 0; i < THREADS; i++)
-        assert_int_equal(pthread_create(&wr[i], NULL, writer_main, (void *)i), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&wr[i], NULL, writer_main, (void *)&tags[i]), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(wr[i], NULL);
     ahg_log_setup("test", AHG_LOG_FORMAT_JSON, AHG_LOG_LVL_INFO, pipe_w);
