@@ -10,6 +10,7 @@ JOBS=${AHG_JOBS:-$(nproc)}
 
 "$ROOT/scripts/install-deps.sh"
 
+mkdir -p "$(dirname "$BUILD")"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DAHG_WERROR=ON \
     -DAHG_SANITIZE=address,undefined >"$BUILD.configure.log" 2>&1 ||
     { cat "$BUILD.configure.log"; exit 1; }

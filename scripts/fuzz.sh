@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for SECONDS (default 60)
+# from the committed corpora in tests/fuzz/corpus/<target>. New inputs go to the build directory;
+# a crash stops the run with its reproducer path. Longer runs by hand: scripts/fuzz.sh 3600
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SECS=${1:-60}
+BUILD=${AHG_FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
+CLANG=$(command -v clang-14 || command -v clang || true)
+[ -n "$CLANG" ] || { echo "fuzz: clang not found (apt-get install clang libclang-rt-14-dev)"; exit 1; }
+if ! ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+    echo "fuzz: libFuzzer runtime missing (apt-get install libclang-rt-14-dev)"; exit 1
+fi
+mkdir -p "$(dirname "$BUILD")"
+CC=$CLANG cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DAHG_FUZZ=ON \
+    -DAHG_SANITIZE=address,undefined >"$BUILD.configure.log" 2>&1 ||
+    { cat "$BUILD.configure.log"; exit 1; }
+TARGETS="hcmsg query http sas"
+for t in $TARGETS; do
+    cmake --build "$BUILD" -j "$(nproc)" --target "fuzz_$t" >"$BUILD.build-$t.log" 2>&1 ||
+        { cat "$BUILD.build-$t.log"; exit 1; }
+done
+fail=0
+for t in $TARGETS; do
+    work="$BUILD/corpus-$t"
+    mkdir -p "$work" "$BUILD/artifacts"
+    echo "fuzz: $t for ${SECS}s"
+    if ! "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=1024 \
+        -artifact_prefix="$BUILD/artifacts/$t-" -print_final_stats=1 \
+        "$work" "$ROOT/tests/fuzz/corpus/$t" >"$BUILD/fuzz-$t.log" 2>&1; then
+        echo "fuzz: $t FAILED; log $BUILD/fuzz-$t.log, reproducer in $BUILD/artifacts/"
+        tail -40 "$BUILD/fuzz-$t.log"
+        fail=1
+    else
+        grep -E 'stat::number_of_executed_units|cov:' "$BUILD/fuzz-$t.log" | tail -2
+    fi
+done
+exit $fail
