@@ -7,7 +7,7 @@ PKGS=(
     build-essential cmake pkg-config git ca-certificates
     libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev
     libyaml-dev libhttp-parser-dev libcmocka-dev
-    redis-server clang-format clang-tidy
+    redis-server clang-format clang-tidy clang libclang-rt-14-dev
 )
 
 missing=()
