@@ -5,7 +5,6 @@
 
 #include "ahg/err.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -640,8 +639,6 @@ ahg_ws_parser_feed(struct ahg_ws_parser *p, const unsigned char *data, size_t le
             p->st = p->f.op == AHG_WS_CLOSE ? ST_CLOSED : ST_HDR;
             if (p->cb.frame_end != NULL)
                 rc = p->cb.frame_end(p->ud);
-            if (rc == 0 && p->st == ST_CLOSED)
-                goto out;
             break;
         case ST_CLOSED:
         case ST_FAILED:
