@@ -234,9 +234,17 @@ new_request(struct hconn *hc)
     r->max_body = hc->srv->opts.max_body;
     r->keep_alive = r->head && r->head->keep_alive;
     const char *t = r->head ? r->head->target : "/";
+    /* absolute-form (RFC 9112 3.2.2): the path starts after the authority */
+    if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
+        const char *a = strstr(t, "://") + 3;
+        const char *slash = a + strcspn(a, "/?");
+        t = *slash == '/' ? slash : "/";
+        if (*slash == '?')
+            t = slash; /* "http://h?q": path "/" is implied; keep the query */
+    }
     const char *q = strchr(t, '?');
     size_t pl = q ? (size_t)(q - t) : strlen(t);
-    r->path = malloc(pl + 1 + (q ? strlen(q + 1) : 0) + 1);
+    r->path = malloc(pl + 2 + (q ? strlen(q + 1) : 0) + 1);
     if (!r->head || !r->path) {
         req_free(r);
         write_raw_error(hc, 503, "out of memory");
@@ -244,6 +252,11 @@ new_request(struct hconn *hc)
     }
     memcpy(r->path, t, pl);
     r->path[pl] = '\0';
+    if (pl == 0) { /* "http://h?q" */
+        r->path[0] = '/';
+        r->path[1] = '\0';
+        pl = 1;
+    }
     char *qs = r->path + pl + 1;
     strcpy(qs, q ? q + 1 : "");
     r->query = qs;

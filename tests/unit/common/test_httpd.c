@@ -285,6 +285,16 @@ test_httpd_slowloris_gets_408(void **state)
 }
 
 static void
+test_httpd_absolute_form_target(void **state)
+{
+    (void)state;
+    struct exchange *x = run("GET http://x/hello?abs=1 HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0, 0);
+    assert_non_null(strstr(x->got, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(x->got, "X-Query: abs=1\r\n"));
+    free(x);
+}
+
+static void
 test_httpd_not_found_text(void **state)
 {
     (void)state;
@@ -306,6 +316,7 @@ main(void)
         cmocka_unit_test(test_httpd_early_answer_drains_body),
         cmocka_unit_test(test_httpd_http10_closes),
         cmocka_unit_test(test_httpd_slowloris_gets_408),
+        cmocka_unit_test(test_httpd_absolute_form_target),
         cmocka_unit_test(test_httpd_not_found_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
