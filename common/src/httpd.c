@@ -13,7 +13,7 @@
 #define DEFAULT_HEADER_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS   75000u
 #define BODY_SLICE                16384u
-#define DISCARD_MAX               (4u * 1024u * 1024u) /* unread body we drain to keep alive */
+#define DISCARD_MAX               ((uint64_t)4 * 1024 * 1024) /* unread body we drain to keep alive */
 
 struct ahg_httpd {
     struct ahg_loop *loop;
@@ -82,8 +82,9 @@ ahg_httpd_date(char *out, size_t outsz)
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
-    snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d GMT", wd[tm.tm_wday % 7], tm.tm_mday,
-             mo[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    (void)snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d GMT", wd[tm.tm_wday % 7],
+                   tm.tm_mday, mo[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                   tm.tm_sec);
 }
 
 static void
@@ -244,7 +245,8 @@ new_request(struct hconn *hc)
     }
     const char *q = strchr(t, '?');
     size_t pl = q ? (size_t)(q - t) : strlen(t);
-    r->path = malloc(pl + 2 + (q ? strlen(q + 1) : 0) + 1);
+    size_t ql = q ? strlen(q) - 1 : 0;
+    r->path = malloc(pl + 2 + ql + 1);
     if (!r->head || !r->path) {
         req_free(r);
         write_raw_error(hc, 503, "out of memory");
@@ -258,7 +260,8 @@ new_request(struct hconn *hc)
         pl = 1;
     }
     char *qs = r->path + pl + 1;
-    strcpy(qs, q ? q + 1 : "");
+    memcpy(qs, q ? q + 1 : "", ql);
+    qs[ql] = '\0';
     r->query = qs;
 
     const char *expect = ahg_http_head_get(r->head, "Expect", NULL);
@@ -612,7 +615,7 @@ ahg_httpd_resp_begin(struct ahg_httpd_req *r, struct ahg_http_head *head, int64_
     int rc = AHG_OK;
     if (content_length >= 0) {
         if (!status_has_no_body(head->status)) {
-            snprintf(num, sizeof(num), "%" PRId64, content_length);
+            (void)snprintf(num, sizeof(num), "%" PRId64, content_length);
             rc = ahg_http_head_add(head, "Content-Length", num);
         }
     } else if (!r->resp_no_body) {

@@ -109,7 +109,7 @@ static int net_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                   size_t len);
 
 static const struct lws_protocols net_protocols[] = {
-    {PROTO_NAME, net_cb, 0, AHG_NET_CHUNK, 0, NULL, AHG_NET_CHUNK},
+    {PROTO_NAME, net_cb, 0, (size_t)AHG_NET_CHUNK, 0, NULL, (size_t)AHG_NET_CHUNK},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -318,7 +318,7 @@ deliver(struct ahg_conn *c, const unsigned char *p, size_t n)
     }
     if (used < n && !c->killed) {
         if (keep_pending(c, p + used, n - used) != AHG_OK) {
-            AHG_LOG_WARN("connection from %s: input backlog over %u bytes, closing", c->peer,
+            AHG_LOG_WARN("connection from %s: input backlog over %zu bytes, closing", c->peer,
                          AHG_NET_RX_PENDING);
             conn_kill(c);
             return;
@@ -337,7 +337,7 @@ ingest(struct ahg_conn *c, const unsigned char *p, size_t n)
 {
     if (c->paused || c->rx_pend_len) {
         if (keep_pending(c, p, n) != AHG_OK) {
-            AHG_LOG_WARN("connection to %s: input backlog over %u bytes, closing", c->peer,
+            AHG_LOG_WARN("connection to %s: input backlog over %zu bytes, closing", c->peer,
                          AHG_NET_RX_PENDING);
             conn_kill(c);
         }
@@ -361,7 +361,7 @@ session_new_cb(SSL *ssl, SSL_SESSION *sess)
             slot = &loop->sessions[i];
     if (!slot) {
         slot = &loop->sessions[loop->next_session++ % 16u];
-        snprintf(slot->host, sizeof(slot->host), "%s", c->tls_host);
+        (void)snprintf(slot->host, sizeof(slot->host), "%s", c->tls_host);
     }
     if (slot->sess)
         SSL_SESSION_free(slot->sess);
@@ -791,7 +791,7 @@ ahg_conn_connect(struct ahg_loop *loop, const struct ahg_connect_opts *opts,
     c->ud = ud;
     c->is_client = true;
     c->tls = opts->tls;
-    snprintf(c->peer, sizeof(c->peer), "%s", opts->address);
+    (void)snprintf(c->peer, sizeof(c->peer), "%s", opts->address);
     c->peer_port = opts->port;
 
     struct lws_client_connect_info i;
@@ -808,7 +808,7 @@ ahg_conn_connect(struct ahg_loop *loop, const struct ahg_connect_opts *opts,
     i.vhost = loop->client_vh;
     i.opaque_user_data = c;
     i.pwsi = &c->wsi;
-    snprintf(c->tls_host, sizeof(c->tls_host), "%s", i.host);
+    (void)snprintf(c->tls_host, sizeof(c->tls_host), "%s", i.host);
     if (opts->tls && tls_start(c, opts->insecure || loop->insecure) != AHG_OK) {
         c->ended = true;
         conn_free(c);
@@ -1088,8 +1088,8 @@ ahg_loop_free(struct ahg_loop *loop)
     lws_context_destroy(loop->ctx);
     loop->destroyed = true;
     /* Connections lws never reported closed (e.g. connects still pending). */
-    while (loop->conns) {
-        struct ahg_conn *c = loop->conns;
+    for (struct ahg_conn *c = loop->conns, *next; c; c = next) {
+        next = c->next;
         conn_end(c, AHG_CONN_END_LOCAL);
         conn_free(c);
     }

@@ -15,7 +15,7 @@
 #define HANDSHAKE_MS    20000u
 #define FAIL_BODY_MAX   4096u
 #define MASK_SLICE      16384u
-#define CLIENT_REQ_MAX  (64u * 1024u)
+#define CLIENT_REQ_MAX  ((size_t)64 * 1024)
 
 enum ws_state { WS_HANDSHAKE, WS_FAIL_BODY, WS_OPEN, WS_DONE };
 
@@ -343,7 +343,7 @@ validate_101(struct ahg_wsconn *ws, const struct ahg_http_head *h, const char **
         *why = "server sent no subprotocol";
         return false;
     }
-    snprintf(ws->proto, sizeof(ws->proto), "%s", proto ? proto : "");
+    (void)snprintf(ws->proto, sizeof(ws->proto), "%s", proto ? proto : "");
     return true;
 }
 
@@ -527,7 +527,7 @@ ahg_wsconn_accept(struct ahg_httpd_req *r, const char *subprotocol, const char *
         return NULL;
     }
     if (subprotocol)
-        snprintf(ws->proto, sizeof(ws->proto), "%s", subprotocol);
+        (void)snprintf(ws->proto, sizeof(ws->proto), "%s", subprotocol);
     ws->state = WS_OPEN;
     ws->conn = ahg_httpd_req_hijack(r, &ws_conn_ops, ws);
     if (!ws->conn) {
@@ -596,8 +596,8 @@ ahg_wsconn_connect(struct ahg_loop *loop, const struct ahg_wsconn_client_opts *o
     const char *host = opts->host;
     if (!host) {
         bool v6 = strchr(opts->conn.address, ':') != NULL;
-        snprintf(hostbuf, sizeof(hostbuf), v6 ? "[%s]:%d" : "%s:%d", opts->conn.address,
-                 opts->conn.port);
+        (void)snprintf(hostbuf, sizeof(hostbuf), v6 ? "[%s]:%d" : "%s:%d", opts->conn.address,
+                       opts->conn.port);
         host = hostbuf;
     }
     if (rc == AHG_OK)
@@ -607,7 +607,7 @@ ahg_wsconn_connect(struct ahg_loop *loop, const struct ahg_wsconn_client_opts *o
                              "Sec-WebSocket-Version: 13\r\n",
                              opts->target, host, key);
     if (rc == AHG_OK && opts->subprotocol && opts->subprotocol[0]) {
-        snprintf(ws->want_proto, sizeof(ws->want_proto), "%s", opts->subprotocol);
+        (void)snprintf(ws->want_proto, sizeof(ws->want_proto), "%s", opts->subprotocol);
         rc = ahg_buf_appendf(&ws->req, "Sec-WebSocket-Protocol: %s\r\n", opts->subprotocol);
     }
     for (size_t i = 0; rc == AHG_OK && opts->headers && opts->headers[i]; i += 2)
@@ -731,9 +731,10 @@ ahg_wsconn_close(struct ahg_wsconn *ws, uint16_t code, const char *reason)
     size_t len = 0;
     if (code == AHG_WS_CLOSE_NO_STATUS || code == AHG_WS_CLOSE_ABNORMAL)
         code = AHG_WS_CLOSE_NORMAL;
-    int rc = ahg_ws_close_payload(pl, sizeof(pl), code, reason ? reason : "", &len);
-    if (rc != AHG_OK)
-        rc = ahg_ws_close_payload(pl, sizeof(pl), AHG_WS_CLOSE_NORMAL, "", &len);
+    if (ahg_ws_close_payload(pl, sizeof(pl), code, reason ? reason : "", &len) != AHG_OK) {
+        code = AHG_WS_CLOSE_NORMAL; /* an invalid code from the caller */
+        (void)ahg_ws_close_payload(pl, sizeof(pl), code, "", &len);
+    }
     ws->close_sent = true;
     if (!ws->close_received)
         ws->close_code = code;
@@ -743,7 +744,7 @@ ahg_wsconn_close(struct ahg_wsconn *ws, uint16_t code, const char *reason)
         return AHG_OK;
     }
     unsigned char key[4];
-    rc = put_frame_header(ws, AHG_WS_CLOSE, true, len, key);
+    int rc = put_frame_header(ws, AHG_WS_CLOSE, true, len, key);
     if (rc == AHG_OK)
         rc = put_payload(ws, pl, len, key, 0);
     if (rc != AHG_OK || ws->close_received) {

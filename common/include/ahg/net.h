@@ -27,10 +27,14 @@ struct ahg_conn;
 struct ahg_listener;
 
 /* Default queue bounds of a connection. */
-#define AHG_NET_OUT_HIGH   (256u * 1024u)        /* ahg_conn_writable() turns false above this */
-#define AHG_NET_OUT_MAX    (16u * 1024u * 1024u) /* ahg_conn_write() fails beyond this */
-#define AHG_NET_CHUNK      (64u * 1024u)         /* largest single lws_write() */
-#define AHG_NET_RX_PENDING (256u * 1024u)        /* unconsumed input a paused connection may hold */
+/* ahg_conn_writable() turns false above this many queued bytes */
+#define AHG_NET_OUT_HIGH ((size_t)256 * 1024)
+/* ahg_conn_write() fails beyond this */
+#define AHG_NET_OUT_MAX ((size_t)16 * 1024 * 1024)
+/* largest single lws_write() */
+#define AHG_NET_CHUNK ((size_t)64 * 1024)
+/* unconsumed input a paused connection may hold */
+#define AHG_NET_RX_PENDING ((size_t)256 * 1024)
 
 struct ahg_loop_opts {
     const char *client_ca_file; /* extra CA bundle for outgoing TLS (tests); NULL = OS store */

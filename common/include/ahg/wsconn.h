@@ -28,7 +28,7 @@
 
 struct ahg_wsconn;
 
-#define AHG_WSCONN_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
+#define AHG_WSCONN_DEFAULT_MAX_MESSAGE ((uint64_t)16 * 1024 * 1024)
 
 struct ahg_wsconn_cbs {
     /* Client: the 101 arrived and was validated; resp is borrowed for the call. */
