@@ -19,7 +19,7 @@ trap cleanup EXIT INT TERM
 
 started=0
 if [ -x "$BUILD/emulator/azhexgate-emulator" ]; then
-    "$BUILD/emulator/azhexgate-emulator" "$@" &
+    "$BUILD/emulator/azhexgate-emulator" --emulator-hybrid-connections demo "$@" &
     pids+=($!)
     started=1
 fi

@@ -1052,6 +1052,7 @@ ahg_loop_run(struct ahg_loop *loop)
         if (lws_service(loop->ctx, 0) < 0)
             break;
     }
+    loop->stop = 0; /* the request is consumed: the loop can be run again */
     return AHG_OK;
 }
 

@@ -45,10 +45,10 @@ struct ahg_loop_opts {
 /* Creates the loop and its lws context. NULL on failure (logged). */
 struct ahg_loop *ahg_loop_new(const struct ahg_loop_opts *opts);
 
-/* Runs until ahg_loop_stop(). Returns AHG_OK. */
+/* Runs until ahg_loop_stop(), which it then consumes (the loop may be run again). */
 int ahg_loop_run(struct ahg_loop *loop);
 
-/* Runs one service pass (tests and composition with other loops). */
+/* Runs one service pass; it may block until the next event or timer. */
 int ahg_loop_run_once(struct ahg_loop *loop);
 
 /* Asks the loop to return from ahg_loop_run(). Async-signal-safe and thread-safe. */

@@ -283,6 +283,10 @@ test_net_post_runs_on_loop(void **state)
     assert_int_equal(ahg_loop_post(loop, post_fn, loop), AHG_OK);
     ahg_loop_run(loop);
     assert_int_equal(posted, 1);
+    /* a stop is consumed: the loop runs again */
+    assert_int_equal(ahg_loop_post(loop, post_fn, loop), AHG_OK);
+    ahg_loop_run(loop);
+    assert_int_equal(posted, 2);
     ahg_loop_free(loop);
 }
 
