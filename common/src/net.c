@@ -266,7 +266,10 @@ fill_peer(struct ahg_conn *c)
         c->peer_port = ntohs(s4->sin_port);
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, c->peer, sizeof(c->peer));
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) /* "::ffff:127.0.0.1" -> "127.0.0.1" */
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer, sizeof(c->peer));
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, c->peer, sizeof(c->peer));
         c->peer_port = ntohs(s6->sin6_port);
     }
 }

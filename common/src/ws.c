@@ -142,7 +142,27 @@ ahg_ws_mask(unsigned char *p, size_t n, const unsigned char key[4], uint64_t off
     if (p == NULL || key == NULL)
         return;
     unsigned k = (unsigned)(offset & 3u);
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    /* Byte by byte up to an 8-byte boundary, then 8 bytes at a time with the key repeated
+     * from the current phase (the bytewise loop was the hot spot of a spliced stream). */
+    while (i < n && ((uintptr_t)(p + i) & 7u) != 0) {
+        p[i++] ^= key[k];
+        k = (k + 1u) & 3u;
+    }
+    if (n - i >= 8) {
+        unsigned char kb[8];
+        for (unsigned j = 0; j < 8; j++)
+            kb[j] = key[(k + j) & 3u];
+        uint64_t kw;
+        memcpy(&kw, kb, sizeof(kw));
+        for (; n - i >= 8; i += 8) {
+            uint64_t w;
+            memcpy(&w, p + i, sizeof(w));
+            w ^= kw;
+            memcpy(p + i, &w, sizeof(w));
+        }
+    }
+    for (; i < n; i++) {
         p[i] ^= key[k];
         k = (k + 1u) & 3u;
     }

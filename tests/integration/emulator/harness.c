@@ -510,6 +510,21 @@ thttp_send(struct th *t, struct thttp *h, const char *method, const void *raw, s
     assert_non_null(h->c);
 }
 
+void
+thttp_again(struct thttp *h, const char *method, const void *raw, size_t len)
+{
+    assert_true(h->done);
+    assert_non_null(h->c);
+    ahg_http_parser_reset(h->p);
+    assert_int_equal(ahg_http_parser_set_request_method(h->p, method), AHG_OK);
+    ahg_http_head_free(h->head);
+    h->head = NULL;
+    h->blen = 0;
+    h->got = 0;
+    h->done = false;
+    assert_int_equal(ahg_conn_write(h->c, raw, len), AHG_OK);
+}
+
 static bool
 h_finished(void *arg)
 {

@@ -108,6 +108,8 @@ struct thttp {
 /* Opens a connection and sends raw (copied) once connected; parses the response to method. */
 void thttp_send(struct th *t, struct thttp *h, const char *method, const void *raw, size_t len);
 bool thttp_wait(struct thttp *h, unsigned ms); /* true once the response is complete */
+/* Sends another request on the same (keep-alive) connection once the last response is done. */
+void thttp_again(struct thttp *h, const char *method, const void *raw, size_t len);
 void thttp_free(struct thttp *h);
 
 /* A field of a parsed head, or "" when absent. */

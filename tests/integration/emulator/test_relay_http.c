@@ -194,6 +194,31 @@ test_relay_http_get_inline(void **state)
     assert_string_equal(th_field(h.head, "Content-Length"), "0");
     thttp_free(&h);
     assert_int_equal(t.e->m_http_requests, 3);
+
+    /* keep-alive: two requests, one connection */
+    static const char r1[] = "GET /open/one HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char r2[] = "GET /open/two HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct tws lo;
+    memset(&lo, 0, sizeof(lo));
+    listener(&t, &lo, "open");
+    thttp_send(&t, &h, "GET", r1, sizeof(r1) - 1);
+    next_request(&lo, &m, NULL);
+    assert_string_equal(m.request_target, "/open/one");
+    respond(lo.ws, m.id, 200, NULL, NULL, "1", 1);
+    ahg_hcmsg_clear(&m);
+    assert_true(thttp_wait(&h, 5000));
+    assert_string_equal(th_field(h.head, "Connection"), "");
+    struct ahg_conn *first = h.c;
+    thttp_again(&h, "GET", r2, sizeof(r2) - 1);
+    next_request(&lo, &m, NULL);
+    assert_string_equal(m.request_target, "/open/two");
+    respond(lo.ws, m.id, 200, NULL, NULL, "2", 1);
+    ahg_hcmsg_clear(&m);
+    assert_true(thttp_wait(&h, 5000));
+    assert_ptr_equal(h.c, first);
+    assert_memory_equal(h.body, "2", 1);
+    thttp_free(&h);
+    tws_free(&lo);
     tws_free(&l);
     th_stop(&t);
 }
