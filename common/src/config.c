@@ -2026,7 +2026,9 @@ ahg_config_usage(const struct ahg_config_spec *spec, FILE *out)
             (void)fprintf(out, ", --%s-file FILE", flag);
         if (o->type == AHG_OPT_LIST && (o->short_flag || flag[0]))
             (void)fputs("  (repeatable)", out);
-        (void)fprintf(out, "\n      %s", o->help ? o->help : "");
+        const char *help = o->help ? o->help : "";
+        size_t hl = strlen(help);
+        (void)fprintf(out, "\n      %s%s", help, hl && help[hl - 1] != '.' ? "." : "");
         if (o->flags & AHG_OPT_REQUIRED)
             (void)fputs(" Required.", out);
         if (secret)
