@@ -15,6 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include "ahg/err.h"
+#include "ahg/list.h"
 #include "ahg/log.h"
 
 #define PROTO_NAME "ahg-raw"
@@ -38,7 +39,7 @@ struct ahg_conn {
     struct lws *wsi;
     const struct ahg_conn_ops *ops;
     void *ud;
-    struct ahg_conn *prev, *next; /* loop's list */
+    struct ahg_list_node link; /* on loop->conns */
 
     struct outchunk *out_head, *out_tail;
     size_t queued;
@@ -98,8 +99,7 @@ struct ahg_loop {
     pthread_mutex_t post_mu;
     struct post_item *post_head, *post_tail;
     volatile sig_atomic_t stop;
-    struct ahg_conn *conns;
-    size_t nconns;
+    struct ahg_list conns; /* struct ahg_conn, by link */
     struct ahg_listener *listeners;
     bool destroyed; /* lws context gone: timers must not be touched */
     unsigned char scratch[LWS_PRE + 2 * AHG_NET_CHUNK]; /* TLS ciphertext staging */
@@ -199,11 +199,7 @@ conn_new(struct ahg_loop *loop)
         return NULL;
     c->loop = loop;
     c->last_activity = ahg_now_ms();
-    c->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = c;
-    loop->conns = c;
-    loop->nconns++;
+    ahg_list_push_front(&loop->conns, &c->link);
     return c;
 }
 
@@ -213,13 +209,7 @@ conn_free(struct ahg_conn *c)
     struct ahg_loop *loop = c->loop;
     ahg_timer_stop(&c->resume_timer);
     ahg_timer_stop(&c->idle_timer);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        loop->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    loop->nconns--;
+    ahg_list_remove(&loop->conns, &c->link);
     struct outchunk *o = c->out_head;
     while (o) {
         struct outchunk *n = o->next;
@@ -898,7 +888,7 @@ ahg_listener_ud(const struct ahg_listener *l)
 size_t
 ahg_loop_conn_count(const struct ahg_loop *loop)
 {
-    return loop->nconns;
+    return loop->conns.count;
 }
 
 /* ---- the lws callback ---- */
@@ -1092,8 +1082,8 @@ ahg_loop_free(struct ahg_loop *loop)
     lws_context_destroy(loop->ctx);
     loop->destroyed = true;
     /* Connections lws never reported closed (e.g. connects still pending). */
-    for (struct ahg_conn *c = loop->conns, *next; c; c = next) {
-        next = c->next;
+    ahg_list_foreach_safe (n, next, &loop->conns) {
+        struct ahg_conn *c = AHG_LIST_ENTRY(n, struct ahg_conn, link);
         conn_end(c, AHG_CONN_END_LOCAL);
         conn_free(c);
     }

@@ -28,12 +28,10 @@
 #include "ahg/log.h"
 #include "ahg/url.h"
 
-#define CONTAINER(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
 /* ---- objects local to this file ---- */
 
 struct emu_defer {
-    struct emu_defer *prev, *next;
+    struct ahg_list_node link; /* on rl->defers */
     struct emu_relay *rl;
     void (*fn)(void *obj);
     void *obj; /* NULL once cancelled */
@@ -53,7 +51,7 @@ struct emu_rdv {
     struct emu_idnode idn; /* first */
     struct emu_relay *rl;
     struct emu_rhc *rh;
-    struct emu_rdv *prev, *next;
+    struct ahg_list_node link; /* on rh->rdvs */
     enum rdv_state st;
     bool expired;
     struct ahg_httpd_req *sender; /* held before its 101; NULL once gone or answered */
@@ -66,10 +64,10 @@ struct emu_rdv {
 struct emu_pipe {
     struct emu_relay *rl;
     struct emu_rhc *rh;
-    struct emu_pipe *prev, *next;
-    struct ahg_wsconn *ws[2]; /* 0 = sender, 1 = listener */
-    bool drop[2];             /* the frame now arriving from side i is not forwarded */
-    bool paused[2];           /* side i does not read until the other side drains */
+    struct ahg_list_node link; /* on rh->pipes */
+    struct ahg_wsconn *ws[2];  /* 0 = sender, 1 = listener */
+    bool drop[2];              /* the frame now arriving from side i is not forwarded */
+    bool paused[2];            /* side i does not read until the other side drains */
 };
 
 /* ---- small helpers ---- */
@@ -163,7 +161,7 @@ unsigned
 emu_relay_listener_count(const struct emu_hc *hc)
 {
     const struct emu_rhc *rh = hc ? hc->relay : NULL;
-    return rh ? rh->nlsn : 0;
+    return rh ? (unsigned)rh->lsns.count : 0;
 }
 
 /*
@@ -181,22 +179,20 @@ emu_relay_free(struct emu *e)
         struct emu_rhc *rh = hc->relay;
         if (!rh)
             continue;
-        while (rh->rdvs) {
-            struct emu_rdv *v = rh->rdvs;
-            rh->rdvs = v->next;
-            free(v);
+        ahg_list_foreach_safe (n, tmp, &rh->rdvs) {
+            free(AHG_LIST_ENTRY(n, struct emu_rdv, link));
         }
-        for (struct emu_lsn *l = rh->lsns; l; l = l->next)
-            l->rh = NULL;
-        for (struct emu_pipe *p = rh->pipes; p; p = p->next)
-            p->rh = NULL;
+        ahg_list_foreach (n, &rh->lsns) {
+            AHG_LIST_ENTRY(n, struct emu_lsn, link)->rh = NULL;
+        }
+        ahg_list_foreach (n, &rh->pipes) {
+            AHG_LIST_ENTRY(n, struct emu_pipe, link)->rh = NULL;
+        }
         free(rh);
         hc->relay = NULL;
     }
-    while (rl->defers) {
-        struct emu_defer *d = rl->defers;
-        rl->defers = d->next;
-        free(d);
+    ahg_list_foreach_safe (n, tmp, &rl->defers) {
+        free(AHG_LIST_ENTRY(n, struct emu_defer, link));
     }
     free(rl->tab);
     free(rl);
@@ -301,13 +297,7 @@ static void
 defer_fire(void *arg)
 {
     struct emu_defer *d = arg;
-    struct emu_relay *rl = d->rl;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        rl->defers = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    ahg_list_remove(&d->rl->defers, &d->link);
     void (*fn)(void *) = d->fn;
     void *obj = d->obj;
     free(d);
@@ -326,10 +316,7 @@ emu_relay_defer(struct emu_relay *rl, unsigned ms, void (*fn)(void *obj), void *
     d->rl = rl;
     d->fn = fn;
     d->obj = obj;
-    d->next = rl->defers;
-    if (rl->defers)
-        rl->defers->prev = d;
-    rl->defers = d;
+    ahg_list_push_front(&rl->defers, &d->link);
     emu_latency_defer(rl->e, ms, defer_fire, d);
     return d;
 }
@@ -573,15 +560,18 @@ emu_relay_pick(struct emu_rhc *rh, const struct ahg_http_head *head, bool *filte
         head ? ahg_http_head_get(head, "Microsoft-Relay-DisallowedListeners", NULL) : NULL;
     struct emu_lsn *pick = NULL;
     unsigned seen = 0, live = 0;
-    for (struct emu_lsn *l = rh ? rh->lsns : NULL; l; l = l->next) {
-        if (l->closing)
-            continue;
-        live++;
-        if (!emu_relay_listener_allowed(l->tracking, allowed, disallowed))
-            continue;
-        seen++;
-        if (rng_next(rh->rl) % seen == 0)
-            pick = l;
+    if (rh) {
+        ahg_list_foreach (n, &rh->lsns) {
+            struct emu_lsn *l = AHG_LIST_ENTRY(n, struct emu_lsn, link);
+            if (l->closing)
+                continue;
+            live++;
+            if (!emu_relay_listener_allowed(l->tracking, allowed, disallowed))
+                continue;
+            seen++;
+            if (rng_next(rh->rl) % seen == 0)
+                pick = l;
+        }
     }
     if (filtered)
         *filtered = live > 0 && !pick;
@@ -662,14 +652,7 @@ lsn_detach(struct emu_lsn *l)
     struct emu_rhc *rh = l->rh;
     if (!rh)
         return;
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        rh->lsns = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
-    rh->nlsn--;
+    ahg_list_remove(&rh->lsns, &l->link);
     rh->rl->e->m_listeners--;
     l->rh = NULL;
 }
@@ -875,8 +858,7 @@ lsn_closed(struct ahg_wsconn *ws, uint16_t code)
     ctlq_free(l);
     l->rd.sink = NULL;
     l->rd.st = EMU_RD_DEAD;
-    while (l->hreqs)
-        emu_relay_http_listener_gone(l->hreqs);
+    emu_relay_http_listener_gone_all(l);
     ahg_buf_free(&l->rd.text);
     free(l);
 }
@@ -929,7 +911,7 @@ handle_listen(struct emu_relay *rl, struct ahg_httpd_req *r, const char *dpath)
         emu_relay_fail(e, r, 500, "Internal error.", dpath);
         return;
     }
-    if (rh->nlsn >= e->max_listeners) {
+    if (rh->lsns.count >= e->max_listeners) {
         char msg[256];
         (void)snprintf(msg, sizeof(msg),
                        "QuotaExceeded: The number of listeners for the endpoint has reached the "
@@ -969,17 +951,14 @@ handle_listen(struct emu_relay *rl, struct ahg_httpd_req *r, const char *dpath)
         return;
     }
     l->rh = rh;
-    l->next = rh->lsns;
-    if (rh->lsns)
-        rh->lsns->prev = l;
-    rh->lsns = l;
-    rh->nlsn++;
+    ahg_list_push_front(&rh->lsns, &l->link);
     e->m_listeners++;
     e->m_listen_total++;
     lsn_arm_expiry(l, src ? tok : NULL);
     free(tok);
     AHG_LOG_INFO("relay: listener %s connected to %s from %s (%u listener%s)", l->tracking, l->path,
-                 ahg_conn_peer_addr(ahg_wsconn_conn(l->ws)), rh->nlsn, rh->nlsn == 1 ? "" : "s");
+                 ahg_conn_peer_addr(ahg_wsconn_conn(l->ws)), (unsigned)rh->lsns.count,
+                 rh->lsns.count == 1 ? "" : "s");
 }
 
 /* ---- WebSocket splice ---- */
@@ -996,13 +975,7 @@ pipe_unlink(struct emu_pipe *p)
     struct emu_rhc *rh = p->rh;
     if (!rh)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        rh->pipes = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
+    ahg_list_remove(&rh->pipes, &p->link);
     p->rh = NULL;
 }
 
@@ -1122,14 +1095,8 @@ rdv_free(struct emu_rdv *v)
     v->df = NULL;
     emu_relay_id_del(rl, &v->idn);
     struct emu_rhc *rh = v->rh;
-    if (rh) {
-        if (v->prev)
-            v->prev->next = v->next;
-        else
-            rh->rdvs = v->next;
-        if (v->next)
-            v->next->prev = v->prev;
-    }
+    if (rh)
+        ahg_list_remove(&rh->rdvs, &v->link);
     struct ahg_httpd_req *s = take_req(&v->sender);
     struct ahg_httpd_req *d = take_req(&v->dial);
     free(v);
@@ -1239,10 +1206,7 @@ rdv_complete(void *arg)
     }
     if (rh) {
         p->rh = rh;
-        p->next = rh->pipes;
-        if (rh->pipes)
-            rh->pipes->prev = p;
-        rh->pipes = p;
+        ahg_list_push_front(&rh->pipes, &p->link);
     }
     e->m_rendezvous++;
 }
@@ -1423,10 +1387,7 @@ handle_connect(struct emu_relay *rl, struct ahg_httpd_req *r, const char *dpath)
     }
     emu_relay_id_add(rl, &v->idn);
     v->rh = rh;
-    v->next = rh->rdvs;
-    if (rh->rdvs)
-        rh->rdvs->prev = v;
-    rh->rdvs = v;
+    ahg_list_push_front(&rh->rdvs, &v->link);
     v->sender = r;
     ahg_httpd_req_set_cbs(r, &rdv_sender_cbs, v);
     ahg_timer_init(&v->timer, e->loop, rdv_timer, v);
@@ -1443,7 +1404,7 @@ handle_dial(struct emu_relay *rl, struct ahg_httpd_req *r, enum emu_relay_action
     if (ahg_url_query_get(ahg_httpd_req_query(r), "sb-hc-id", id, sizeof(id), true) == AHG_OK)
         n = emu_relay_id_find(rl, id);
     if (n && n->kind == EMU_IDK_RDV && act == EMU_RELAY_ACT_ACCEPT) {
-        rdv_dial(CONTAINER(n, struct emu_rdv, idn), r);
+        rdv_dial(AHG_LIST_ENTRY(n, struct emu_rdv, idn), r);
         return;
     }
     if (n && n->kind == EMU_IDK_HREQ && act == EMU_RELAY_ACT_REQUEST) {
@@ -1462,14 +1423,15 @@ emu_relay_hc_deleted(struct emu *e, struct emu_hc *hc)
     if (!rh)
         return;
     struct emu_relay *rl = rh->rl;
-    AHG_LOG_INFO("relay: hybrid connection %s deleted: closing %u listener(s)", hc->name, rh->nlsn);
-    while (rh->lsns)
-        lsn_shut(rh->lsns, AHG_WS_CLOSE_GOING_AWAY, "Hybrid connection deleted");
-    struct emu_rdv *next = NULL;
-    for (struct emu_rdv *v = rh->rdvs; v; v = next) {
-        next = v->next;
+    AHG_LOG_INFO("relay: hybrid connection %s deleted: closing %u listener(s)", hc->name,
+                 (unsigned)rh->lsns.count);
+    while (rh->lsns.head)
+        lsn_shut(AHG_LIST_ENTRY(rh->lsns.head, struct emu_lsn, link), AHG_WS_CLOSE_GOING_AWAY,
+                 "Hybrid connection deleted");
+    ahg_list_foreach_safe (n, tmp, &rh->rdvs) {
+        struct emu_rdv *v = AHG_LIST_ENTRY(n, struct emu_rdv, link);
         v->rh = NULL; /* the whole list goes: rdv_free need not unlink */
-        v->prev = v->next = NULL;
+        ahg_list_node_init(&v->link);
         struct ahg_httpd_req *s = take_req(&v->sender);
         struct ahg_httpd_req *d = take_req(&v->dial);
         char path[EMU_HC_NAME_MAX];
@@ -1480,16 +1442,15 @@ emu_relay_hc_deleted(struct emu *e, struct emu_hc *hc)
         if (d)
             emu_relay_fail(e, d, 404, "Endpoint does not exist.", path);
     }
-    rh->rdvs = NULL;
-    while (rh->pipes) {
-        struct emu_pipe *p = rh->pipes;
+    ahg_list_init(&rh->rdvs);
+    while (rh->pipes.head) {
+        struct emu_pipe *p = AHG_LIST_ENTRY(rh->pipes.head, struct emu_pipe, link);
         pipe_unlink(p);
         for (int i = 0; i < 2; i++)
             if (p->ws[i])
                 ws_close(rl, p->ws[i], AHG_WS_CLOSE_GOING_AWAY, "Hybrid connection deleted");
     }
-    while (rh->hreqs)
-        emu_relay_http_hc_deleted(rh->hreqs);
+    emu_relay_http_hc_deleted(rh);
     hc->relay = NULL;
     free(rh);
 }

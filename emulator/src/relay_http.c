@@ -38,9 +38,9 @@ struct emu_hreq {
     struct emu_idnode idn; /* first: relay.c casts the id table entry */
     struct emu_relay *rl;
     struct emu_rhc *rh;
-    struct emu_hreq *hprev, *hnext;
+    struct ahg_list_node hlink; /* on rh->hreqs */
     struct emu_lsn *lsn; /* control channel the request went to (until a rendezvous exists) */
-    struct emu_hreq *lprev, *lnext;
+    struct ahg_list_node llink; /* on lsn->hreqs */
     struct ahg_httpd_req *r;    /* the sender's exchange; NULL once answered or gone */
     struct ahg_httpd_req *dial; /* the listener's rendezvous dial during the latency hold */
     struct ahg_wsconn *ws;      /* the rendezvous socket */
@@ -256,13 +256,7 @@ lsn_unlink(struct emu_hreq *h)
     struct emu_lsn *l = h->lsn;
     if (!l)
         return;
-    if (h->lprev)
-        h->lprev->lnext = h->lnext;
-    else
-        l->hreqs = h->lnext;
-    if (h->lnext)
-        h->lnext->lprev = h->lprev;
-    h->lprev = h->lnext = NULL;
+    ahg_list_remove(&l->hreqs, &h->llink);
     h->lsn = NULL;
 }
 
@@ -296,13 +290,7 @@ h_release(struct emu_hreq *h)
         h->st = H_DONE;
         emu_relay_id_del(rl, &h->idn);
         if (h->rh) {
-            if (h->hprev)
-                h->hprev->hnext = h->hnext;
-            else
-                h->rh->hreqs = h->hnext;
-            if (h->hnext)
-                h->hnext->hprev = h->hprev;
-            h->hprev = h->hnext = NULL;
+            ahg_list_remove(&h->rh->hreqs, &h->hlink);
             h->rh = NULL;
         }
         lsn_unlink(h);
@@ -482,10 +470,7 @@ h_dispatch_now(void *arg)
     }
     emu_relay_id_add(rl, &h->idn);
     h->lsn = l;
-    h->lnext = l->hreqs;
-    if (l->hreqs)
-        l->hreqs->lprev = h;
-    l->hreqs = h;
+    ahg_list_push_front(&l->hreqs, &h->llink);
     int rc;
     if (h->rdv_only) {
         struct ahg_hcmsg m;
@@ -704,9 +689,18 @@ emu_relay_http_listener_gone(struct emu_hreq *h)
 }
 
 void
-emu_relay_http_hc_deleted(struct emu_hreq *h)
+emu_relay_http_listener_gone_all(struct emu_lsn *l)
 {
-    h_end(h, 404, "Endpoint does not exist.");
+    while (l->hreqs.head)
+        emu_relay_http_listener_gone(AHG_LIST_ENTRY(l->hreqs.head, struct emu_hreq, llink));
+}
+
+void
+emu_relay_http_hc_deleted(struct emu_rhc *rh)
+{
+    while (rh->hreqs.head)
+        h_end(AHG_LIST_ENTRY(rh->hreqs.head, struct emu_hreq, hlink), 404,
+              "Endpoint does not exist.");
 }
 
 /* ---- the rendezvous socket ---- */
@@ -1039,10 +1033,7 @@ emu_relay_http_handle(struct emu_relay *rl, struct ahg_httpd_req *r, const char 
     if (!h->rdv_only)
         ahg_buf_init(&h->body, h->framing == AHG_HTTP_BODY_LENGTH ? (size_t)h->clen : 0);
     h->rh = rh;
-    h->hnext = rh->hreqs;
-    if (rh->hreqs)
-        rh->hreqs->hprev = h;
-    rh->hreqs = h;
+    ahg_list_push_front(&rh->hreqs, &h->hlink);
     h->r = r;
     ahg_httpd_req_set_cbs(r, &sender_cbs, h);
     if (h->rdv_only) {

@@ -27,6 +27,7 @@
 #include "ahg/hcmsg.h"
 #include "ahg/http.h"
 #include "ahg/httpd.h"
+#include "ahg/list.h"
 #include "ahg/wsconn.h"
 #include "emu_int.h"
 
@@ -61,7 +62,7 @@ struct emu_relay {
     struct emu_idnode **tab;
     size_t tabsz; /* power of two */
     size_t tabn;
-    struct emu_defer *defers; /* emu_latency_defer() calls not yet run */
+    struct ahg_list defers; /* struct emu_defer: emu_latency_defer() calls not yet run */
     uint64_t rng;
 };
 
@@ -73,11 +74,10 @@ struct emu_hreq;
 struct emu_rhc {
     struct emu_relay *rl;
     struct emu_hc *hc;
-    struct emu_lsn *lsns;
-    unsigned nlsn;
-    struct emu_rdv *rdvs;
-    struct emu_pipe *pipes;
-    struct emu_hreq *hreqs;
+    struct ahg_list lsns;  /* struct emu_lsn, by link */
+    struct ahg_list rdvs;  /* struct emu_rdv */
+    struct ahg_list pipes; /* struct emu_pipe */
+    struct ahg_list hreqs; /* struct emu_hreq, by hlink */
 };
 
 /* Reads control messages and body messages from a listener-side socket (frame mode). */
@@ -96,8 +96,8 @@ struct emu_ctlq; /* queued control-channel output */
 
 struct emu_lsn {
     struct emu_relay *rl;
-    struct emu_rhc *rh; /* NULL once detached */
-    struct emu_lsn *prev, *next;
+    struct emu_rhc *rh;        /* NULL once detached */
+    struct ahg_list_node link; /* on rh->lsns */
     struct ahg_wsconn *ws;
     char tracking[EMU_RELAY_ID_MAX];
     char path[EMU_HC_NAME_MAX];
@@ -106,7 +106,7 @@ struct emu_lsn {
     struct emu_reader rd;
     struct emu_ctlq *q_head, *q_tail;
     size_t q_bytes;
-    struct emu_hreq *hreqs;      /* delivered here, response still due */
+    struct ahg_list hreqs;       /* struct emu_hreq (by llink) delivered here, response due */
     struct emu_hreq *paused_for; /* reading paused until this sender drains */
     bool closing;
 };
@@ -194,8 +194,10 @@ void emu_relay_http_body_data(struct emu_hreq *h, const unsigned char *p, size_t
 void emu_relay_http_body_end(struct emu_hreq *h);
 /* The control channel of h went away (listener dropped) or was detached. */
 void emu_relay_http_listener_gone(struct emu_hreq *h);
-/* The HC of h is being deleted. */
-void emu_relay_http_hc_deleted(struct emu_hreq *h);
+/* The same for every request of l->hreqs, which it empties. */
+void emu_relay_http_listener_gone_all(struct emu_lsn *l);
+/* The HC of rh is being deleted: each request of rh->hreqs is told, which empties the list. */
+void emu_relay_http_hc_deleted(struct emu_rhc *rh);
 /* A control channel stopped reading for h: resume it (h is done or gone). */
 void emu_relay_lsn_resume(struct emu_lsn *l);
 

@@ -360,10 +360,8 @@ test_relay_pick(void **state)
     const char *ids[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++) {
         snprintf(l[i].tracking, sizeof(l[i].tracking), "%s", ids[i]);
-        l[i].next = i < 3 ? &l[i + 1] : NULL;
+        ahg_list_push_back(&rh.lsns, &l[i].link);
     }
-    rh.lsns = &l[0];
-    rh.nlsn = 4;
     l[3].closing = true; /* never picked */
     bool filtered = true;
     int count[4] = {0};
