@@ -565,6 +565,48 @@ ahg_conn_resume_read(struct ahg_conn *c)
     ahg_timer_start(&c->resume_timer, 0);
 }
 
+size_t
+ahg_conn_write_span(struct ahg_conn *c, size_t want, unsigned char **p)
+{
+    if (c->killed || c->closing || !c->wsi || !want || c->queued >= AHG_NET_OUT_MAX)
+        return 0;
+    if (want > AHG_NET_OUT_MAX - c->queued)
+        want = AHG_NET_OUT_MAX - c->queued;
+    struct outchunk *t = c->out_tail;
+    if (!t || t->len == t->cap) {
+        size_t cap = want < AHG_NET_CHUNK ? (want < 4096 ? 4096 : want) : AHG_NET_CHUNK;
+        if (t && cap < AHG_NET_CHUNK && t->cap >= 4096)
+            cap = AHG_NET_CHUNK; /* a stream of writes: use full chunks */
+        t = malloc(sizeof(*t) + LWS_PRE + cap);
+        if (!t)
+            return 0;
+        t->next = NULL;
+        t->off = t->len = 0;
+        t->cap = cap;
+        if (c->out_tail)
+            c->out_tail->next = t;
+        else
+            c->out_head = t;
+        c->out_tail = t;
+    }
+    size_t k = t->cap - t->len;
+    *p = t->mem + LWS_PRE + t->len;
+    return k < want ? k : want;
+}
+
+void
+ahg_conn_write_commit(struct ahg_conn *c, size_t n)
+{
+    struct outchunk *t = c->out_tail;
+    if (!n || !t || n > t->cap - t->len)
+        return;
+    t->len += n;
+    c->queued += n;
+    if (c->queued > AHG_NET_OUT_HIGH)
+        c->above_high = true;
+    lws_callback_on_writable(c->wsi);
+}
+
 int
 ahg_conn_write(struct ahg_conn *c, const void *p, size_t n)
 {
@@ -574,35 +616,15 @@ ahg_conn_write(struct ahg_conn *c, const void *p, size_t n)
     if (n > AHG_NET_OUT_MAX - c->queued)
         return AHG_ELIMIT;
     while (n) {
-        struct outchunk *t = c->out_tail;
-        if (!t || t->len == t->cap) {
-            size_t cap = n < AHG_NET_CHUNK ? (n < 4096 ? 4096 : n) : AHG_NET_CHUNK;
-            if (t && cap < AHG_NET_CHUNK && t->cap >= 4096)
-                cap = AHG_NET_CHUNK; /* a stream of writes: use full chunks */
-            t = malloc(sizeof(*t) + LWS_PRE + cap);
-            if (!t)
-                return AHG_ENOMEM;
-            t->next = NULL;
-            t->off = t->len = 0;
-            t->cap = cap;
-            if (c->out_tail)
-                c->out_tail->next = t;
-            else
-                c->out_head = t;
-            c->out_tail = t;
-        }
-        size_t k = t->cap - t->len;
-        if (k > n)
-            k = n;
-        memcpy(t->mem + LWS_PRE + t->len, src, k);
-        t->len += k;
+        unsigned char *dst = NULL;
+        size_t k = ahg_conn_write_span(c, n, &dst);
+        if (!k)
+            return AHG_ENOMEM;
+        memcpy(dst, src, k);
+        ahg_conn_write_commit(c, k);
         src += k;
         n -= k;
-        c->queued += k;
     }
-    if (c->queued > AHG_NET_OUT_HIGH)
-        c->above_high = true;
-    lws_callback_on_writable(c->wsi);
     return AHG_OK;
 }
 

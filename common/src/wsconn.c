@@ -14,7 +14,6 @@
 #define CLOSE_LINGER_MS 5000u
 #define HANDSHAKE_MS    20000u
 #define FAIL_BODY_MAX   4096u
-#define MASK_SLICE      16384u
 #define CLIENT_REQ_MAX  ((size_t)64 * 1024)
 
 enum ws_state { WS_HANDSHAKE, WS_FAIL_BODY, WS_OPEN, WS_DONE };
@@ -86,14 +85,15 @@ put_payload(struct ahg_wsconn *ws, const unsigned char *p, size_t n, const unsig
 {
     if (!ws->client)
         return ahg_conn_write(ws->conn, p, n);
-    unsigned char tmp[MASK_SLICE];
+    /* Mask straight into the output queue (no intermediate copy). */
     while (n) {
-        size_t k = n < sizeof(tmp) ? n : sizeof(tmp);
-        memcpy(tmp, p, k);
-        ahg_ws_mask(tmp, k, key, off);
-        int rc = ahg_conn_write(ws->conn, tmp, k);
-        if (rc != AHG_OK)
-            return rc;
+        unsigned char *d = NULL;
+        size_t k = ahg_conn_write_span(ws->conn, n, &d);
+        if (!k)
+            return ws->state != WS_OPEN ? AHG_ECLOSED : AHG_ELIMIT;
+        memcpy(d, p, k);
+        ahg_ws_mask(d, k, key, off);
+        ahg_conn_write_commit(ws->conn, k);
         p += k;
         n -= k;
         off += k;

@@ -134,6 +134,15 @@ struct ahg_conn *ahg_conn_connect(struct ahg_loop *loop, const struct ahg_connec
  * close. */
 int ahg_conn_write(struct ahg_conn *c, const void *p, size_t n);
 
+/*
+ * Writing without a copy: returns the size (1..want) of a contiguous writable span at the end of
+ * the output queue and points *p at it; fill it and pass what was written to
+ * ahg_conn_write_commit() before any other call on c. Returns 0 when c is closed, the queue is
+ * at AHG_NET_OUT_MAX, or memory is short.
+ */
+size_t ahg_conn_write_span(struct ahg_conn *c, size_t want, unsigned char **p);
+void ahg_conn_write_commit(struct ahg_conn *c, size_t n);
+
 /* True while the output queue is below AHG_NET_OUT_HIGH: producers should stop when false and
  * wait for on_drain. */
 bool ahg_conn_writable(const struct ahg_conn *c);
