@@ -1,0 +1,10 @@
+/*
+ * main.c - azhexgate: see cli/cli.h.
+ */
+#include "cli/cli.h"
+
+int
+main(int argc, char **argv)
+{
+    return cli_main(argc, argv);
+}
