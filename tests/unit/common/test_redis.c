@@ -1,0 +1,600 @@
+/*
+ * Tests of the asynchronous Redis client against a real redis-server started here on a free
+ * port of 127.0.0.1 (scripts/install-deps.sh installs it).
+ */
+#include "ahg/redis.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ahg/err.h"
+#include "ahg/net.h"
+
+extern char **environ;
+
+#define CERTS AHG_TEST_FIXTURES "/certs"
+
+struct server {
+    pid_t pid;
+    int port;
+};
+
+/* Servers still running, killed by the group teardown when a test failed midway. */
+static pid_t live[8];
+
+static int
+free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    (void)close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    (void)nanosleep(&ts, NULL);
+}
+
+static bool
+port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    (void)close(fd);
+    return ok;
+}
+
+/* Starts redis-server on port (0 = a free one), optionally with a password. */
+static void
+server_start_ex(struct server *s, int port, const char *password, bool tls)
+{
+    s->port = port != 0 ? port : free_port();
+    char portstr[16];
+    (void)snprintf(portstr, sizeof(portstr), "%d", s->port);
+    const char *argv[32] = {
+        "redis-server", "--port", portstr,        "--bind", "127.0.0.1",
+        "--save",       "",       "--appendonly", "no",     "--enable-debug-command",
+        "yes"};
+    int argc = 11;
+    if (password != NULL) {
+        argv[argc++] = "--requirepass";
+        argv[argc++] = password;
+    }
+    if (tls) {
+        argv[1] = "--tls-port";
+        argv[argc++] = "--port";
+        argv[argc++] = "0";
+    }
+    argv[argc] = NULL;
+    const char *tls_argv[] = {
+        "--tls-cert-file",    CERTS "/server.pem", "--tls-key-file",     CERTS "/server.key",
+        "--tls-ca-cert-file", CERTS "/ca.pem",     "--tls-auth-clients", "no"};
+    if (tls) {
+        for (size_t i = 0; i < sizeof(tls_argv) / sizeof(tls_argv[0]); i++)
+            argv[argc++] = tls_argv[i];
+        argv[argc] = NULL;
+    }
+    posix_spawn_file_actions_t fa;
+    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+    assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0),
+                     0);
+    assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0),
+                     0);
+    int rc = posix_spawnp(&s->pid, "redis-server", &fa, NULL, (char *const *)argv, environ);
+    (void)posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        fail_msg("cannot start redis-server (scripts/install-deps.sh installs it)");
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (live[i] == 0) {
+            live[i] = s->pid;
+            break;
+        }
+    }
+    for (int i = 0; i < 200 && !port_open(s->port); i++)
+        sleep_ms(25);
+    assert_true(port_open(s->port));
+}
+
+static void
+server_start(struct server *s, int port, const char *password)
+{
+    server_start_ex(s, port, password, false);
+}
+
+static void
+server_stop(struct server *s)
+{
+    if (s->pid <= 0)
+        return;
+    (void)kill(s->pid, SIGKILL);
+    int st = 0;
+    (void)waitpid(s->pid, &st, 0);
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (live[i] == s->pid)
+            live[i] = 0;
+    }
+    s->pid = 0;
+}
+
+/* ---- loop driving ---- */
+
+static void
+tick_cb(struct ahg_timer *t)
+{
+    ahg_timer_start(t, 10);
+}
+
+/* Runs the loop until *flag turns true or ms pass; returns *flag. */
+static bool
+run_until(struct ahg_loop *loop, const bool *flag, uint64_t ms)
+{
+    struct ahg_timer tick;
+    ahg_timer_init(&tick, loop, tick_cb, NULL);
+    ahg_timer_start(&tick, 10);
+    uint64_t end = ahg_now_ms() + ms;
+    while (!*flag && ahg_now_ms() < end)
+        ahg_loop_run_once(loop);
+    ahg_timer_stop(&tick);
+    return *flag;
+}
+
+struct ctx {
+    bool up;
+    bool down;
+    int down_err;
+    int ups;
+    bool done;
+    int nreplies;
+    int err;
+    int type;
+    long long integer;
+    char str[64];
+    size_t len;
+    int order_bad;
+    bool got_msg;
+    char msg[64];
+};
+
+static void
+state_cb(struct ahg_redis *r, bool up, int err, void *ud)
+{
+    (void)r;
+    struct ctx *c = ud;
+    if (up) {
+        c->up = true;
+        c->down = false;
+        c->ups++;
+    } else {
+        c->up = false;
+        c->down = true;
+        c->down_err = err;
+    }
+}
+
+static void
+reply_cb(struct ahg_redis *r, redisReply *rep, int err, void *ud)
+{
+    (void)r;
+    struct ctx *c = ud;
+    c->done = true;
+    c->nreplies++;
+    c->err = err;
+    c->type = rep != NULL ? rep->type : -1;
+    c->str[0] = '\0';
+    c->len = 0;
+    if (rep != NULL) {
+        c->integer = rep->integer;
+        c->len = rep->len;
+        if (rep->str != NULL)
+            (void)snprintf(c->str, sizeof(c->str), "%.*s", (int)(rep->len < 63 ? rep->len : 63),
+                           rep->str);
+    }
+}
+
+static struct ahg_redis *
+client_new(struct ahg_loop *loop, int port, const char *password, unsigned timeout_ms,
+           struct ctx *c)
+{
+    struct ahg_redis_opts o = {
+        .address = "127.0.0.1",
+        .port = port,
+        .password = password,
+        .command_timeout_ms = timeout_ms,
+        .backoff_max_ms = 300,
+        .on_state = state_cb,
+        .ud = c,
+    };
+    int err = -1;
+    struct ahg_redis *r = ahg_redis_new(loop, &o, &err);
+    assert_non_null(r);
+    assert_int_equal(err, AHG_OK);
+    return r;
+}
+
+/* Sends a command built from a string of space-separated words and waits for its reply. */
+static void
+cmd_wait(struct ahg_loop *loop, struct ahg_redis *r, struct ctx *c, int argc, const char **argv)
+{
+    c->done = false;
+    assert_int_equal(ahg_redis_command(r, reply_cb, c, argc, argv, NULL), AHG_OK);
+    assert_true(run_until(loop, &c->done, 5000));
+}
+
+static void
+test_redis_set_get_incr_expire(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, NULL);
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ahg_redis *r = client_new(loop, s.port, NULL, 0, &c);
+    assert_int_equal(ahg_redis_command(r, reply_cb, &c, 1, (const char *[]){"PING"}, NULL),
+                     AHG_EUNAVAIL);
+    assert_true(run_until(loop, &c.up, 5000));
+    assert_true(ahg_redis_is_up(r));
+
+    cmd_wait(loop, r, &c, 3, (const char *[]){"SET", "k1", "hello"});
+    assert_int_equal(c.err, AHG_OK);
+    assert_int_equal(c.type, REDIS_REPLY_STATUS);
+    assert_string_equal(c.str, "OK");
+    cmd_wait(loop, r, &c, 2, (const char *[]){"GET", "k1"});
+    assert_int_equal(c.type, REDIS_REPLY_STRING);
+    assert_string_equal(c.str, "hello");
+    cmd_wait(loop, r, &c, 2, (const char *[]){"GET", "missing"});
+    assert_int_equal(c.type, REDIS_REPLY_NIL);
+    cmd_wait(loop, r, &c, 2, (const char *[]){"INCR", "n"});
+    assert_int_equal(c.type, REDIS_REPLY_INTEGER);
+    assert_int_equal(c.integer, 1);
+    cmd_wait(loop, r, &c, 2, (const char *[]){"INCR", "n"});
+    assert_int_equal(c.integer, 2);
+    cmd_wait(loop, r, &c, 3, (const char *[]){"EXPIRE", "n", "100"});
+    assert_int_equal(c.integer, 1);
+    cmd_wait(loop, r, &c, 2, (const char *[]){"TTL", "n"});
+    assert_true(c.integer > 0 && c.integer <= 100);
+    /* binary-safe format variant and an error reply */
+    c.done = false;
+    assert_int_equal(ahg_redis_commandf(r, reply_cb, &c, "SET %s %b", "bin", "a\0b", (size_t)3),
+                     AHG_OK);
+    assert_true(run_until(loop, &c.done, 5000));
+    cmd_wait(loop, r, &c, 2, (const char *[]){"STRLEN", "bin"});
+    assert_int_equal(c.integer, 3);
+    cmd_wait(loop, r, &c, 2, (const char *[]){"INCR", "k1"});
+    assert_int_equal(c.err, AHG_OK);
+    assert_int_equal(c.type, REDIS_REPLY_ERROR);
+
+    ahg_redis_free(r);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+struct order {
+    int next;
+    int bad;
+    bool done;
+};
+
+static void
+order_cb(struct ahg_redis *r, redisReply *rep, int err, void *ud)
+{
+    (void)r;
+    struct order *o = ud;
+    if (err != AHG_OK || rep->type != REDIS_REPLY_INTEGER || rep->integer != o->next + 1)
+        o->bad++;
+    o->next++;
+    if (o->next == 100)
+        o->done = true;
+}
+
+static void
+test_redis_pipeline_100_in_order(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, NULL);
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ahg_redis *r = client_new(loop, s.port, NULL, 0, &c);
+    assert_true(run_until(loop, &c.up, 5000));
+    struct order o = {0};
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(
+            ahg_redis_command(r, order_cb, &o, 2, (const char *[]){"INCR", "ctr"}, NULL), AHG_OK);
+    assert_true(run_until(loop, &o.done, 5000));
+    assert_int_equal(o.bad, 0);
+    ahg_redis_free(r);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+static void
+test_redis_pending_bound(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, NULL);
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ahg_redis_opts ro = {
+        .address = "127.0.0.1", .port = s.port, .max_pending = 2, .on_state = state_cb, .ud = &c};
+    int err = 0;
+    struct ahg_redis *r = ahg_redis_new(loop, &ro, &err);
+    assert_non_null(r);
+    assert_true(run_until(loop, &c.up, 5000));
+    const char *ping[] = {"PING"};
+    assert_int_equal(ahg_redis_command(r, reply_cb, &c, 1, ping, NULL), AHG_OK);
+    assert_int_equal(ahg_redis_command(r, reply_cb, &c, 1, ping, NULL), AHG_OK);
+    assert_int_equal(ahg_redis_command(r, reply_cb, &c, 1, ping, NULL), AHG_ELIMIT);
+    /* freeing with commands in flight fails them with AHG_ECLOSED */
+    c.nreplies = 0;
+    ahg_redis_free(r);
+    assert_int_equal(c.nreplies, 2);
+    assert_int_equal(c.err, AHG_ECLOSED);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+static void
+test_redis_auth_ok_and_failure(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, "s3cret");
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+
+    struct ctx bad = {0};
+    struct ahg_redis *rb = client_new(loop, s.port, "wrong", 0, &bad);
+    assert_true(run_until(loop, &bad.down, 5000));
+    assert_int_equal(bad.down_err, AHG_EAUTH);
+    assert_false(ahg_redis_is_up(rb));
+    ahg_redis_free(rb);
+
+    struct ctx good = {0};
+    struct ahg_redis *r = client_new(loop, s.port, "s3cret", 0, &good);
+    assert_true(run_until(loop, &good.up, 5000));
+    cmd_wait(loop, r, &good, 3, (const char *[]){"SET", "a", "1"});
+    assert_int_equal(good.type, REDIS_REPLY_STATUS);
+    ahg_redis_free(r);
+
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+static void
+msg_cb(struct ahg_redis *r, const char *channel, const char *msg, size_t len, void *ud)
+{
+    (void)r;
+    struct ctx *c = ud;
+    assert_string_equal(channel, "news");
+    (void)snprintf(c->msg, sizeof(c->msg), "%.*s", (int)(len < 63 ? len : 63), msg);
+    c->got_msg = true;
+}
+
+static void
+sub_wait(struct ahg_loop *loop, struct ahg_redis *r)
+{
+    uint64_t end = ahg_now_ms() + 5000;
+    bool f = false;
+    while (!ahg_redis_sub_is_up(r) && ahg_now_ms() < end)
+        (void)run_until(loop, &f, 20);
+    assert_true(ahg_redis_sub_is_up(r));
+}
+
+static void
+publish_wait(struct ahg_loop *loop, struct ahg_redis *r, struct ctx *c, struct ctx *sc,
+             const char *text)
+{
+    sc->got_msg = false;
+    cmd_wait(loop, r, c, 3, (const char *[]){"PUBLISH", "news", text});
+    assert_int_equal(c->integer, 1);
+    assert_true(run_until(loop, &sc->got_msg, 5000));
+    assert_string_equal(sc->msg, text);
+}
+
+static void
+test_redis_pubsub_and_restart(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, "pw");
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ctx sc = {0};
+    struct ahg_redis *r = client_new(loop, s.port, "pw", 0, &c);
+    assert_true(run_until(loop, &c.up, 5000));
+    assert_int_equal(ahg_redis_subscribe(r, "news", msg_cb, &sc), AHG_OK);
+    assert_int_equal(ahg_redis_subscribe(r, "news", msg_cb, &sc), AHG_EEXIST);
+    sub_wait(loop, r);
+    publish_wait(loop, r, &c, &sc, "first");
+
+    /* kill the server: the client reports down and fails fast */
+    int port = s.port;
+    server_stop(&s);
+    assert_true(run_until(loop, &c.down, 5000));
+    assert_int_equal(c.down_err, AHG_EUNAVAIL);
+    assert_int_equal(ahg_redis_command(r, reply_cb, &c, 1, (const char *[]){"PING"}, NULL),
+                     AHG_EUNAVAIL);
+    bool f = false;
+    (void)run_until(loop, &f, 400); /* a few failed reconnects */
+    assert_false(ahg_redis_is_up(r));
+
+    /* restart: both connections come back, the subscription is restored */
+    server_start(&s, port, "pw");
+    assert_true(run_until(loop, &c.up, 5000));
+    assert_int_equal(c.ups, 2);
+    sub_wait(loop, r);
+    publish_wait(loop, r, &c, &sc, "second");
+
+    ahg_redis_free(r);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+static void
+test_redis_command_timeout_resets(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, NULL);
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ahg_redis *r = client_new(loop, s.port, NULL, 200, &c);
+    assert_true(run_until(loop, &c.up, 5000));
+    struct ctx t = {0};
+    uint64_t t0 = ahg_now_ms();
+    cmd_wait(loop, r, &t, 3, (const char *[]){"DEBUG", "SLEEP", "1"});
+    uint64_t took = ahg_now_ms() - t0;
+    assert_int_equal(t.err, AHG_ETIMEDOUT);
+    assert_int_equal(t.type, -1);
+    assert_true(took >= 190); /* not early; ETIMEDOUT itself shows it fired before the 1 s reply */
+    assert_false(ahg_redis_is_up(r));
+    /* it reconnects (once the server is responsive again) and works */
+    c.up = false;
+    assert_true(run_until(loop, &c.up, 5000));
+    cmd_wait(loop, r, &t, 1, (const char *[]){"PING"});
+    assert_int_equal(t.err, AHG_OK);
+    assert_string_equal(t.str, "PONG");
+    ahg_redis_free(r);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+static void
+test_redis_large_value(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, NULL);
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ahg_redis *r = client_new(loop, s.port, NULL, 0, &c);
+    assert_true(run_until(loop, &c.up, 5000));
+    size_t n = (size_t)1024 * 1024;
+    char *big = malloc(n);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    const char *argv[3] = {"SET", "big", big};
+    size_t lens[3] = {3, 3, n};
+    c.done = false;
+    assert_int_equal(ahg_redis_command(r, reply_cb, &c, 3, argv, lens), AHG_OK);
+    assert_true(run_until(loop, &c.done, 5000));
+    assert_string_equal(c.str, "OK");
+    cmd_wait(loop, r, &c, 2, (const char *[]){"GET", "big"});
+    assert_int_equal(c.type, REDIS_REPLY_STRING);
+    assert_int_equal(c.len, n);
+    assert_memory_equal(c.str, big, 63);
+    free(big);
+    ahg_redis_free(r);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+/* Debian's redis-server is built with TLS: AUTH and commands over TLS with a verified cert. */
+static void
+test_redis_tls(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start_ex(&s, 0, "pw", true);
+    struct ahg_loop_opts lo = {.client_ca_file = CERTS "/ca.pem"};
+    struct ahg_loop *loop = ahg_loop_new(&lo);
+    assert_non_null(loop);
+    struct ctx c = {0};
+    struct ahg_redis_opts o = {
+        .address = "127.0.0.1",
+        .port = s.port,
+        .tls = true,
+        .tls_host = "localhost",
+        .password = "pw",
+        .db = 2,
+        .on_state = state_cb,
+        .ud = &c,
+    };
+    int err = 0;
+    struct ahg_redis *r = ahg_redis_new(loop, &o, &err);
+    assert_non_null(r);
+    assert_true(run_until(loop, &c.up, 5000));
+    cmd_wait(loop, r, &c, 3, (const char *[]){"SET", "t", "over-tls"});
+    assert_string_equal(c.str, "OK");
+    cmd_wait(loop, r, &c, 2, (const char *[]){"GET", "t"});
+    assert_string_equal(c.str, "over-tls");
+    ahg_redis_free(r);
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
+static void
+test_redis_new_rejects_bad_options(void **state)
+{
+    (void)state;
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    int err = 0;
+    struct ahg_redis_opts o = {.address = NULL};
+    assert_null(ahg_redis_new(loop, &o, &err));
+    assert_int_equal(err, AHG_EINVAL);
+    o.address = "127.0.0.1";
+    o.port = 70000;
+    assert_null(ahg_redis_new(loop, &o, &err));
+    assert_int_equal(err, AHG_EINVAL);
+    ahg_redis_free(NULL);
+    ahg_loop_free(loop);
+}
+
+static int
+kill_leftovers(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (live[i] > 0) {
+            struct server s = {.pid = live[i]};
+            server_stop(&s);
+        }
+    }
+    return 0;
+}
+
+int
+main(void)
+{
+    (void)signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redis_new_rejects_bad_options),
+        cmocka_unit_test(test_redis_set_get_incr_expire),
+        cmocka_unit_test(test_redis_pipeline_100_in_order),
+        cmocka_unit_test(test_redis_pending_bound),
+        cmocka_unit_test(test_redis_auth_ok_and_failure),
+        cmocka_unit_test(test_redis_pubsub_and_restart),
+        cmocka_unit_test(test_redis_command_timeout_resets),
+        cmocka_unit_test(test_redis_large_value),
+        cmocka_unit_test(test_redis_tls),
+    };
+    return cmocka_run_group_tests(tests, NULL, kill_leftovers);
+}
