@@ -578,6 +578,21 @@ emu_relay_pick(struct emu_rhc *rh, const struct ahg_http_head *head, bool *filte
     return pick;
 }
 
+struct emu_lsn *
+emu_relay_pick_or_fail(struct emu *e, struct emu_rhc *rh, struct ahg_httpd_req *r,
+                       const char *dpath)
+{
+    bool filtered = false;
+    struct emu_lsn *l = rh ? emu_relay_pick(rh, ahg_httpd_req_head(r), &filtered) : NULL;
+    if (!l)
+        emu_relay_fail(e, r, 404,
+                       filtered ? "None of the connected listeners meet the "
+                                  "AllowedListeners/DisallowedListeners criteria."
+                                : "There are no listeners connected for the endpoint.",
+                       dpath);
+    return l;
+}
+
 /* ---- control channel output ---- */
 
 int
@@ -1335,16 +1350,9 @@ handle_connect(struct emu_relay *rl, struct ahg_httpd_req *r, const char *dpath)
         }
     }
     struct emu_rhc *rh = emu_relay_rhc(rl, hc);
-    bool filtered = false;
-    struct emu_lsn *l = rh ? emu_relay_pick(rh, head, &filtered) : NULL;
-    if (!l) {
-        emu_relay_fail(e, r, 404,
-                       filtered ? "None of the connected listeners meet the "
-                                  "AllowedListeners/DisallowedListeners criteria."
-                                : "There are no listeners connected for the endpoint.",
-                       dpath);
+    struct emu_lsn *l = emu_relay_pick_or_fail(e, rh, r, dpath);
+    if (!l)
         return;
-    }
     e->m_connects++;
     struct emu_rdv *v = calloc(1, sizeof(*v));
     if (!v) {

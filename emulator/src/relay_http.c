@@ -994,15 +994,8 @@ emu_relay_http_handle(struct emu_relay *rl, struct ahg_httpd_req *r, const char 
         drop_auth = src == 3;
     }
     struct emu_rhc *rh = emu_relay_rhc(rl, hc);
-    bool filtered = false;
-    if (!rh || !emu_relay_pick(rh, head, &filtered)) {
-        emu_relay_fail(e, r, 404,
-                       filtered ? "None of the connected listeners meet the "
-                                  "AllowedListeners/DisallowedListeners criteria."
-                                : "There are no listeners connected for the endpoint.",
-                       dpath);
+    if (!emu_relay_pick_or_fail(e, rh, r, dpath))
         return;
-    }
     e->m_http_requests++;
     struct emu_hreq *h = calloc(1, sizeof(*h));
     if (!h) {

@@ -135,6 +135,11 @@ void emu_relay_defer_cancel(struct emu_defer *d);
 struct emu_lsn *emu_relay_pick(struct emu_rhc *rh, const struct ahg_http_head *head,
                                bool *filtered);
 
+/* emu_relay_pick() for a sender's request r on entity path dpath; when no listener fits, r is
+ * answered with the service's 404 text and NULL is returned. rh may be NULL (no listeners). */
+struct emu_lsn *emu_relay_pick_or_fail(struct emu *e, struct emu_rhc *rh, struct ahg_httpd_req *r,
+                                       const char *dpath);
+
 /* Queues a text message (and, when with_body, one binary message) on a control channel, in
  * order, never interleaved. AHG_ELIMIT when the channel's backlog is full, AHG_ECLOSED. */
 int emu_relay_ctl_send(struct emu_lsn *l, const char *json, size_t jlen, const void *body,
