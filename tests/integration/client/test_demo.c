@@ -1,0 +1,235 @@
+/*
+ * The built-in demo app (cli/demo.h) over real sockets: its loop runs in a thread, libcurl
+ * calls it from the test thread like any HTTP client would.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "ahg/buf.h"
+#include "ahg/net.h"
+#include "cli/demo.h"
+
+struct demo_env {
+    struct ahg_loop *loop;
+    struct cli_demo *demo;
+    pthread_t thr;
+    int port;
+};
+
+static struct demo_env env;
+
+static void *
+loop_thread(void *arg)
+{
+    (void)ahg_loop_run(arg);
+    return NULL;
+}
+
+static void
+stop_cb(void *arg)
+{
+    ahg_loop_stop(arg);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    struct ahg_loop_opts lo = {0};
+    env.loop = ahg_loop_new(&lo);
+    assert_non_null(env.loop);
+    int err = 0;
+    struct cli_demo_opts o = {.port = 0};
+    env.demo = cli_demo_new(env.loop, &o, &err);
+    assert_non_null(env.demo);
+    env.port = cli_demo_port(env.demo);
+    assert_true(env.port > 0);
+    assert_int_equal(pthread_create(&env.thr, NULL, loop_thread, env.loop), 0);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(ahg_loop_post(env.loop, stop_cb, env.loop), 0);
+    assert_int_equal(pthread_join(env.thr, NULL), 0);
+    ahg_loop_free(env.loop);
+    cli_demo_free(env.demo);
+    return 0;
+}
+
+struct got {
+    char *body;
+    size_t len, cap;
+};
+
+static size_t
+on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    struct got *g = ud;
+    size_t k = sz * n;
+    if (g->len + k + 1 > g->cap) {
+        size_t cap = (g->len + k + 1) * 2;
+        char *nb = realloc(g->body, cap);
+        if (!nb)
+            return 0;
+        g->body = nb;
+        g->cap = cap;
+    }
+    memcpy(g->body + g->len, p, k);
+    g->len += k;
+    g->body[g->len] = '\0';
+    return k;
+}
+
+/* Performs method path with an optional body; returns the status; the body lands in g. */
+static long
+call(const char *method, const char *path, const void *body, size_t blen, const char *extra_header,
+     struct got *g)
+{
+    char url[256];
+    (void)snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", env.port, path);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    struct curl_slist *hdrs = NULL;
+    if (extra_header)
+        hdrs = curl_slist_append(hdrs, extra_header);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, g);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = curl_easy_perform(c);
+    assert_int_equal(rc, CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static void
+test_page(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    assert_int_equal(call("GET", "/", NULL, 0, NULL, &g), 200);
+    assert_non_null(strstr(g.body, "AzHexGate demo"));
+    assert_non_null(strstr(g.body, "new WebSocket("));
+    assert_non_null(strstr(g.body, "new EventSource('/events')"));
+    free(g.body);
+}
+
+static void
+test_status_and_404(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    assert_int_equal(call("GET", "/status/418", NULL, 0, NULL, &g), 418);
+    assert_int_equal(call("GET", "/status/503", NULL, 0, NULL, &g), 503);
+    assert_int_equal(call("GET", "/status/99", NULL, 0, NULL, &g), 404);
+    assert_int_equal(call("GET", "/nope", NULL, 0, NULL, &g), 404);
+    assert_int_equal(call("DELETE", "/", NULL, 0, NULL, &g), 405);
+    assert_int_equal(call("GET", "/healthz", NULL, 0, NULL, &g), 200);
+    assert_non_null(strstr(g.body, "ok"));
+    free(g.body);
+}
+
+static void
+test_echo_large(void **state)
+{
+    (void)state;
+    size_t n = (size_t)3 * 1024 * 1024 + 17;
+    unsigned char *b = malloc(n);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 131u + 7u);
+    struct got g = {0};
+    assert_int_equal(call("PUT", "/echo", b, n, "Content-Type: application/x-test", &g), 200);
+    assert_int_equal(g.len, n);
+    assert_memory_equal(g.body, b, n);
+    free(g.body);
+    g = (struct got){0};
+    assert_int_equal(call("POST", "/echo", "", 0, NULL, &g), 200);
+    assert_int_equal(g.len, 0);
+    free(g.body);
+    free(b);
+}
+
+static void
+test_bytes(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    assert_int_equal(call("GET", "/bytes/1000003", NULL, 0, NULL, &g), 200);
+    assert_int_equal(g.len, 1000003);
+    for (size_t i = 0; i < g.len; i++)
+        if (g.body[i] != (char)('a' + i % 26))
+            fail_msg("byte %zu is %d", i, g.body[i]);
+    free(g.body);
+    g = (struct got){0};
+    assert_int_equal(call("HEAD", "/bytes/5", NULL, 0, NULL, &g), 200);
+    assert_int_equal(g.len, 0);
+    free(g.body);
+}
+
+static void
+test_headers_json(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    assert_int_equal(call("GET", "/headers?x=1", NULL, 0, "X-Demo-Test: one, two", &g), 200);
+    assert_non_null(strstr(g.body, "\"target\":\"/headers?x=1\""));
+    assert_non_null(strstr(g.body, "[\"X-Demo-Test\",\"one, two\"]"));
+    free(g.body);
+}
+
+static void
+test_events_and_delay(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    assert_int_equal(call("GET", "/events?count=3&every=10", NULL, 0, NULL, &g), 200);
+    int events = 0;
+    for (const char *p = g.body; (p = strstr(p, "\ndata: ")) != NULL; p++)
+        events++;
+    assert_int_equal(events, 3);
+    assert_non_null(strstr(g.body, "id: 3\n"));
+    free(g.body);
+    g = (struct got){0};
+    assert_int_equal(call("GET", "/delay/30", NULL, 0, NULL, &g), 200);
+    assert_non_null(strstr(g.body, "delayed 30 ms"));
+    free(g.body);
+}
+
+int
+main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_page),         cmocka_unit_test(test_status_and_404),
+        cmocka_unit_test(test_echo_large),   cmocka_unit_test(test_bytes),
+        cmocka_unit_test(test_headers_json), cmocka_unit_test(test_events_and_delay),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
