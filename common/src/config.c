@@ -79,8 +79,8 @@ struct loader {
 
 static const char *const empty_list[] = {NULL};
 
-static const char *const builtin_flags[] = {"config", "print-config", "check-config", "help",
-                                            "version"};
+static const char *const builtin_flags[] = {"config", "print-config", "check-config",
+                                            "help",   "version",      "help-markdown"};
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1026,7 +1026,7 @@ struct argstate {
     struct flagval *fv;
     const char *config; /* --config value */
     bool cfg_given;
-    bool help, version, print, check;
+    bool help, version, print, check, markdown;
 };
 
 static int
@@ -1091,10 +1091,11 @@ parse_long(struct loader *ld, struct argstate *as, int *idx)
         return AHG_OK;
     }
     {
-        static const char *const names[] = {"help", "version", "print-config", "check-config"};
-        bool *dst[] = {&as->help, &as->version, &as->print, &as->check};
+        static const char *const names[] = {"help", "version", "print-config", "check-config",
+                                            "help-markdown"};
+        bool *dst[] = {&as->help, &as->version, &as->print, &as->check, &as->markdown};
         size_t k;
-        for (k = 0; k < 4; k++) {
+        for (k = 0; k < 5; k++) {
             if (n == strlen(names[k]) && memcmp(a, names[k], n) == 0) {
                 if (eq)
                     return lfail(ld, AHG_EUSAGE, "--%s takes no value", names[k]);
@@ -1757,7 +1758,9 @@ ahg_config_load(struct ahg_config **out, const struct ahg_config_spec *spec, int
     rc = parse_argv(&ld, &as);
     if (rc != AHG_OK)
         goto fail;
-    if (as.help)
+    if (as.markdown)
+        cfg->action = AHG_CONFIG_MARKDOWN;
+    else if (as.help)
         cfg->action = AHG_CONFIG_HELP;
     else if (as.version)
         cfg->action = AHG_CONFIG_VERSION;
@@ -1769,7 +1772,8 @@ ahg_config_load(struct ahg_config **out, const struct ahg_config_spec *spec, int
         cfg->action = AHG_CONFIG_RUN;
 
     rc = apply_defaults(&ld);
-    if (rc == AHG_OK && cfg->action != AHG_CONFIG_HELP && cfg->action != AHG_CONFIG_VERSION) {
+    if (rc == AHG_OK && cfg->action != AHG_CONFIG_HELP && cfg->action != AHG_CONFIG_VERSION &&
+        cfg->action != AHG_CONFIG_MARKDOWN) {
         rc = apply_file(&ld, &as);
         if (rc == AHG_OK)
             rc = apply_env(&ld);
@@ -2059,8 +2063,78 @@ ahg_config_usage(const struct ahg_config_spec *spec, FILE *out)
                 "invalid).\n"
                 "  -h, --help\n      Show this help and exit.\n"
                 "  --version\n      Show the version and exit.\n"
+                "  --help-markdown\n      Print the options as a Markdown table and exit.\n"
                 "\nPrecedence: flags > environment > config file > defaults.\n",
                 out);
+}
+
+/* Writes s into a Markdown table cell ('|' escaped, newlines as spaces). */
+static void
+md_cell(FILE *out, const char *s)
+{
+    for (; s && *s; s++) {
+        if (*s == '|')
+            (void)fputs("\\|", out);
+        else if (*s == '\n')
+            (void)fputc(' ', out);
+        else
+            (void)fputc(*s, out);
+    }
+}
+
+void
+ahg_config_markdown(const struct ahg_config_spec *spec, FILE *out)
+{
+    size_t i;
+
+    if (!spec || !out)
+        return;
+    (void)fprintf(out, "### `%s`\n\n", spec->prog ? spec->prog : "");
+    if (spec->summary)
+        (void)fprintf(out, "%s\n\n", spec->summary);
+    (void)fputs("| YAML key | flag | environment | default | description |\n"
+                "|---|---|---|---|---|\n",
+                out);
+    for (i = 0; i < spec->nopts && spec->opts; i++) {
+        const struct ahg_opt_def *o = &spec->opts[i];
+        bool secret = (o->flags & AHG_OPT_SECRET) != 0;
+        char flag[DERIVED_MAX], env[DERIVED_MAX];
+
+        derive_flag(o, flag, sizeof flag);
+        derive_env(o, env, sizeof env);
+        (void)fprintf(out, "| `%s`%s | ", o->name, secret ? " (`_file`)" : "");
+        if (o->short_flag)
+            (void)fprintf(out, "`-%c` ", o->short_flag);
+        if (flag[0])
+            (void)fprintf(out, "`--%s`%s", flag, secret ? " / `--" : "");
+        if (flag[0] && secret)
+            (void)fprintf(out, "%s-file`", flag);
+        (void)fputs(" | ", out);
+        if (env[0])
+            (void)fprintf(out, "`%s`%s%s%s", env, secret ? " / `" : "", secret ? env : "",
+                          secret ? "_FILE`" : "");
+        (void)fputs(" | ", out);
+        if (o->def && o->def[0] && !secret) {
+            (void)fputc('`', out);
+            md_cell(out, o->def);
+            (void)fputc('`', out);
+        }
+        (void)fputs(" | ", out);
+        md_cell(out, o->help);
+        if (o->help && o->help[0] && o->help[strlen(o->help) - 1] != '.')
+            (void)fputc('.', out);
+        if (o->type == AHG_OPT_ENUM && o->choices) {
+            (void)fputs(" One of `", out);
+            md_cell(out, o->choices);
+            (void)fputs("`.", out);
+        }
+        if (o->flags & AHG_OPT_REQUIRED)
+            (void)fputs(" **Required.**", out);
+        if (secret)
+            (void)fputs(" Secret (also read from a file; never logged).", out);
+        (void)fputs(" |\n", out);
+    }
+    (void)fputc('\n', out);
 }
 
 int
@@ -2078,6 +2152,9 @@ ahg_config_run_builtin(const struct ahg_config *cfg, const struct ahg_config_spe
         return -1;
     case AHG_CONFIG_HELP:
         ahg_config_usage(spec, out);
+        break;
+    case AHG_CONFIG_MARKDOWN:
+        ahg_config_markdown(spec, out);
         break;
     case AHG_CONFIG_VERSION:
         (void)fprintf(out, "%s %s\n", prog, AHG_VERSION);

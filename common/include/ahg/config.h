@@ -88,11 +88,12 @@ struct ahg_config_spec {
 };
 
 enum ahg_config_action {
-    AHG_CONFIG_RUN,     /* no built-in action: main continues */
-    AHG_CONFIG_HELP,    /* --help / -h */
-    AHG_CONFIG_PRINT,   /* --print-config */
-    AHG_CONFIG_CHECK,   /* --check-config */
-    AHG_CONFIG_VERSION, /* --version */
+    AHG_CONFIG_RUN,      /* no built-in action: main continues */
+    AHG_CONFIG_HELP,     /* --help / -h */
+    AHG_CONFIG_PRINT,    /* --print-config */
+    AHG_CONFIG_CHECK,    /* --check-config */
+    AHG_CONFIG_VERSION,  /* --version */
+    AHG_CONFIG_MARKDOWN, /* --help-markdown: the option reference as a Markdown table */
 };
 
 enum ahg_opt_source { AHG_SRC_DEFAULT, AHG_SRC_FILE, AHG_SRC_ENV, AHG_SRC_FLAG };
@@ -179,6 +180,10 @@ void ahg_config_print(const struct ahg_config *cfg, FILE *out);
  * its flags, metavar, help, default (never for secrets), environment variable(s) and YAML
  * key, then the built-in flags. spec is only read. */
 void ahg_config_usage(const struct ahg_config_spec *spec, FILE *out);
+
+/* The option reference as Markdown (a heading and one table row per option), for
+ * docs/configuration.md, which scripts/gen-config-docs.sh builds from every binary. */
+void ahg_config_markdown(const struct ahg_config_spec *spec, FILE *out);
 
 /*
  * Convenience for main(): performs the built-in action on `out` (HELP: usage, VERSION:

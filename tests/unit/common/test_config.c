@@ -1292,6 +1292,32 @@ test_config_getters_tolerate_unknown_names_and_null(void **state)
     assert_null(cfg);
 }
 
+/* --help-markdown prints the reference table (no validation, like --help). */
+static void
+test_config_help_markdown(void **state)
+{
+    struct ahg_config *cfg;
+    int rc = -1;
+    char *out;
+
+    (void)state;
+    cfg = expect_ok(ARGS("--help-markdown"), ENV("AZHEXGATE_LISTEN_PORT=notanumber"));
+    assert_int_equal(ahg_config_action(cfg), AHG_CONFIG_MARKDOWN);
+    out = capture(cfg, 2, &rc);
+    assert_int_equal(rc, AHG_EXIT_OK);
+    assert_non_null(strstr(out, "| YAML key | flag | environment | default | description |"));
+    assert_non_null(strstr(out,
+                           "| `listen.port` | `-p` `--port` | `AZHEXGATE_LISTEN_PORT` | `8080` | "
+                           "TCP port to listen on. |\n"));
+    /* secrets: the file variants, no default shown */
+    assert_non_null(strstr(out, "| `relay.api_key` (`_file`) | `--api-key` / `--api-key-file` | "
+                                "`AZHEXGATE_API_KEY` / `AZHEXGATE_API_KEY_FILE` |  | "));
+    assert_non_null(strstr(out, "One of `json\\|text`."));
+    assert_non_null(strstr(out, "**Required.**"));
+    free(out);
+    ahg_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -1301,6 +1327,7 @@ main(void)
         cmocka_unit_test(test_config_source_names),
         cmocka_unit_test(test_config_flag_forms),
         cmocka_unit_test(test_config_positional_and_double_dash),
+        cmocka_unit_test(test_config_help_markdown),
         cmocka_unit_test(test_config_unknown_flag_is_usage_error),
         cmocka_unit_test(test_config_missing_flag_value_is_usage_error),
         cmocka_unit_test(test_config_bad_int_names_its_source),
