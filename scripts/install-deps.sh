@@ -8,6 +8,7 @@ PKGS=(
     libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev
     libyaml-dev libhttp-parser-dev libcmocka-dev
     redis-server clang-format clang-tidy clang libclang-rt-14-dev
+    nodejs npm chromium
 )
 
 missing=()

@@ -9,7 +9,7 @@ BUILD=${AHG_TEST_BUILD_DIR:-$ROOT/build/test}
 JOBS=${AHG_JOBS:-$(nproc)}
 
 "$ROOT/scripts/install-deps.sh"
-"$ROOT/scripts/interop-deps.sh"
+"$ROOT/scripts/npm-deps.sh"
 
 mkdir -p "$(dirname "$BUILD")"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DAHG_WERROR=ON \
