@@ -6,6 +6,8 @@
  *   legacy MSI   GET /msi/token?resource=R&api-version=2017-09-01   secret: <secret>
  *   IMDS         GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=R
  *                                                                    Metadata: true
+ *   workload     POST /{tenant}/oauth2/v2.0/token  (form: grant_type=client_credentials,
+ *                client_id, client_assertion_type=...jwt-bearer, client_assertion, scope)
  *
  * Supported resources: https://relay.azure.net, https://management.azure.com (and the
  * https://management.core.windows.net alias), https://vault.azure.net, each with or without a
@@ -24,6 +26,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 
+#include "ahg/buf.h"
 #include "ahg/crypto.h"
 #include "ahg/err.h"
 #include "ahg/log.h"
@@ -595,16 +598,257 @@ path_is(const char *path, const char *want)
     return strncasecmp(path, want, n) == 0 && (path[n] == '\0' || (path[n] == '/' && !path[n + 1]));
 }
 
+/* ---- AKS workload identity: the Entra ID client-credentials exchange (§9.3) ---- */
+
+/* Request body cap of the token exchange (the federated token is a few KiB). */
+#define WI_BODY_MAX       ((size_t)32 * 1024)
+#define WI_ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+/* Audience of a federated (Kubernetes service account) token for Entra ID. */
+#define WI_FED_AUDIENCE "api://AzureADTokenExchange"
+
+struct wi_req {
+    struct emu *e;
+    struct ahg_buf body;
+    bool answered;
+    char tenant[64];
+};
+
+/* Entra ID v2 error body. */
+static void
+wi_error(struct ahg_httpd_req *r, int status, const char *code, int aadsts, const char *desc)
+{
+    char cid[37] = "", tid[37] = "", ts[32] = "", text[640];
+    (void)ahg_rand_uuid(cid);
+    (void)ahg_rand_uuid(tid);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    (void)strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%SZ", &tm);
+    (void)snprintf(text, sizeof(text), "AADSTS%d: %s Trace ID: %s Correlation ID: %s Timestamp: %s",
+                   aadsts, desc, tid, cid, ts);
+    cJSON *j = cJSON_CreateObject();
+    if (j) {
+        cJSON_AddStringToObject(j, "error", code);
+        cJSON_AddStringToObject(j, "error_description", text);
+        cJSON *codes = cJSON_AddArrayToObject(j, "error_codes");
+        if (codes)
+            cJSON_AddItemToArray(codes, cJSON_CreateNumber(aadsts));
+        cJSON_AddStringToObject(j, "timestamp", ts);
+        cJSON_AddStringToObject(j, "trace_id", tid);
+        cJSON_AddStringToObject(j, "correlation_id", cid);
+    }
+    respond_json(r, status, j);
+}
+
+static bool
+form_get(const char *form, const char *key, char *out, size_t outsz)
+{
+    return ahg_url_query_get(form, key, out, outsz, true) == AHG_OK;
+}
+
+/* A federated token the emulator accepts: a JWT (three base64url segments, JSON header and
+ * payload), not expired, audience api://AzureADTokenExchange when it names one. The
+ * signature is not checked: the emulator has no OIDC issuer to trust. */
+static bool
+assertion_ok(const char *jwt, const char **why)
+{
+    size_t n = strlen(jwt);
+    const char *d1 = memchr(jwt, '.', n);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - jwt)) : NULL;
+    *why = "Client assertion failed signature validation or is not a JWT.";
+    if (!d1 || !d2 || d2 + 1 >= jwt + n || memchr(d2 + 1, '.', n - (size_t)(d2 + 1 - jwt)))
+        return false;
+    cJSON *hdr = seg_json(jwt, (size_t)(d1 - jwt));
+    cJSON *pl = hdr ? seg_json(d1 + 1, (size_t)(d2 - d1 - 1)) : NULL;
+    bool ok = pl != NULL;
+    long long ex = 0;
+    if (ok && num_claim(pl, "exp", &ex) && (long long)time(NULL) >= ex) {
+        *why = "Client assertion is not within its valid time range.";
+        ok = false;
+    }
+    const cJSON *aud = pl ? cJSON_GetObjectItemCaseSensitive(pl, "aud") : NULL;
+    if (ok && aud && !aud_claim_matches(aud, WI_FED_AUDIENCE)) {
+        *why = "Client assertion audience claim does not match Realm issuer "
+               "(expected api://AzureADTokenExchange).";
+        ok = false;
+    }
+    cJSON_Delete(hdr);
+    cJSON_Delete(pl);
+    return ok;
+}
+
+static void
+wi_exchange(struct wi_req *q, struct ahg_httpd_req *r)
+{
+    struct emu *e = q->e;
+    const char *form = ahg_buf_cstr(&q->body);
+    char v[128], scope[RESOURCE_MAX], aud[RESOURCE_MAX], msg[RESOURCE_MAX + 200];
+    char *assertion = malloc(JWT_MAX + 1);
+    if (!assertion || !form) {
+        free(assertion);
+        respond_json(r, 500, NULL);
+        return;
+    }
+    if (strcasecmp(q->tenant, e->identity_tenant) != 0) {
+        (void)snprintf(msg, sizeof(msg), "Tenant '%s' not found.", q->tenant);
+        wi_error(r, 400, "invalid_request", 90002, msg);
+    } else if (!form_get(form, "grant_type", v, sizeof(v)) ||
+               strcmp(v, "client_credentials") != 0) {
+        wi_error(r, 400, "unsupported_grant_type", 70003,
+                 "The app requested an unsupported grant type (expected client_credentials).");
+    } else if (!form_get(form, "client_id", v, sizeof(v)) || !v[0]) {
+        wi_error(r, 400, "invalid_request", 900144,
+                 "The request body must contain the following parameter: 'client_id'.");
+    } else if (strcasecmp(v, e->identity_client_id) != 0) {
+        (void)snprintf(msg, sizeof(msg),
+                       "Application with identifier '%.64s' was not found in the directory.", v);
+        wi_error(r, 400, "unauthorized_client", 700016, msg);
+    } else if (!form_get(form, "client_assertion_type", v, sizeof(v)) ||
+               strcmp(v, WI_ASSERTION_TYPE) != 0) {
+        wi_error(r, 400, "invalid_request", 900144,
+                 "The request body must contain client_assertion_type " WI_ASSERTION_TYPE ".");
+    } else if (!form_get(form, "client_assertion", assertion, JWT_MAX + 1) || !assertion[0]) {
+        wi_error(r, 400, "invalid_request", 900144,
+                 "The request body must contain the following parameter: 'client_assertion'.");
+    } else if (!form_get(form, "scope", scope, sizeof(scope)) || !scope[0]) {
+        wi_error(r, 400, "invalid_request", 900144,
+                 "The request body must contain the following parameter: 'scope'.");
+    } else {
+        const char *why = NULL;
+        size_t sl = strlen(scope);
+        bool dflt = sl > 9 && strcasecmp(scope + sl - 9, "/.default") == 0;
+        if (!assertion_ok(assertion, &why)) {
+            wi_error(r, 401, "invalid_client", 700024, why);
+        } else if (!dflt || !resource_to_aud(scope, aud, sizeof(aud))) {
+            (void)snprintf(msg, sizeof(msg),
+                           "The provided value for the input parameter 'scope' is not valid. The "
+                           "scope %.*s is not valid.",
+                           (int)RESOURCE_MAX, scope);
+            wi_error(r, 400, "invalid_scope", 70011, msg);
+        } else {
+            long long exp = 0;
+            char *tok = emu_identity_issue(e, scope, &exp);
+            cJSON *j = tok ? cJSON_CreateObject() : NULL;
+            if (j) {
+                long long in = exp - (long long)time(NULL);
+                cJSON_AddStringToObject(j, "token_type", "Bearer");
+                cJSON_AddNumberToObject(j, "expires_in", (double)in);
+                cJSON_AddNumberToObject(j, "ext_expires_in", (double)in);
+                cJSON_AddStringToObject(j, "access_token", tok);
+            }
+            if (tok) {
+                OPENSSL_cleanse(tok, strlen(tok));
+                free(tok);
+            }
+            respond_json(r, j ? 200 : 500, j);
+        }
+    }
+    OPENSSL_cleanse(assertion, JWT_MAX + 1);
+    free(assertion);
+}
+
+static void
+wi_body(struct ahg_httpd_req *r, const char *p, size_t n)
+{
+    struct wi_req *q = ahg_httpd_req_ud(r);
+    if (q->answered)
+        return;
+    if (ahg_buf_append(&q->body, p, n) != AHG_OK) {
+        q->answered = true;
+        wi_error(r, 413, "invalid_request", 90020, "The request body is larger than 32 KiB.");
+    }
+}
+
+static void
+wi_body_end(struct ahg_httpd_req *r)
+{
+    struct wi_req *q = ahg_httpd_req_ud(r);
+    if (q->answered)
+        return;
+    q->answered = true;
+    wi_exchange(q, r);
+}
+
+static void
+wi_finish(struct ahg_httpd_req *r, bool completed)
+{
+    (void)completed;
+    struct wi_req *q = ahg_httpd_req_ud(r);
+    if (ahg_buf_data(&q->body))
+        OPENSSL_cleanse(ahg_buf_data(&q->body), ahg_buf_len(&q->body));
+    ahg_buf_free(&q->body);
+    free(q);
+}
+
+static const struct ahg_httpd_req_cbs wi_cbs = {
+    .on_body = wi_body,
+    .on_body_end = wi_body_end,
+    .on_finish = wi_finish,
+};
+
+/* "/{tenant}/oauth2/v2.0/token": copies the tenant; false for other paths. */
+static bool
+wi_path(const char *path, char *tenant, size_t tsz)
+{
+    static const char tail[] = "/oauth2/v2.0/token";
+    if (path[0] != '/')
+        return false;
+    const char *slash = strchr(path + 1, '/');
+    size_t tl = slash ? (size_t)(slash - path - 1) : 0;
+    if (!slash || tl == 0 || tl >= tsz || strncasecmp(slash, tail, sizeof(tail) - 1) != 0)
+        return false;
+    const char *end = slash + sizeof(tail) - 1;
+    if (*end != '\0' && !(end[0] == '/' && end[1] == '\0'))
+        return false;
+    memcpy(tenant, path + 1, tl);
+    tenant[tl] = '\0';
+    return true;
+}
+
+static void
+handle_workload(struct emu *e, struct ahg_httpd_req *r, const char *tenant)
+{
+    const struct ahg_http_head *h = ahg_httpd_req_head(r);
+    if (strcmp(h->method, "POST") != 0) {
+        wi_error(r, 405, "invalid_request", 900561, "The endpoint only accepts POST requests.");
+        return;
+    }
+    const char *ct = ahg_http_head_get(h, "Content-Type", NULL);
+    if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0) {
+        wi_error(r, 400, "invalid_request", 900144,
+                 "The request body must be application/x-www-form-urlencoded.");
+        return;
+    }
+    if (h->framing == AHG_HTTP_BODY_LENGTH && h->content_length > WI_BODY_MAX) {
+        wi_error(r, 413, "invalid_request", 90020, "The request body is larger than 32 KiB.");
+        return;
+    }
+    struct wi_req *q = calloc(1, sizeof(*q));
+    if (!q) {
+        ahg_httpd_respond_error(r, 503, "ServiceUnavailable", "out of memory", true);
+        return;
+    }
+    q->e = e;
+    (void)snprintf(q->tenant, sizeof(q->tenant), "%s", tenant);
+    ahg_buf_init(&q->body, WI_BODY_MAX);
+    ahg_httpd_req_set_cbs(r, &wi_cbs, q);
+}
+
 bool
 emu_identity_handle(struct emu *e, struct ahg_httpd_req *r)
 {
     const char *path = ahg_httpd_req_path(r);
+    char tenant[64];
     if (path_is(path, "/msi/token")) {
         handle_appsvc(e, r);
         return true;
     }
     if (path_is(path, "/metadata/identity/oauth2/token")) {
         handle_imds(e, r);
+        return true;
+    }
+    if (wi_path(path, tenant, sizeof(tenant))) {
+        handle_workload(e, r, tenant);
         return true;
     }
     return false;

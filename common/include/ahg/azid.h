@@ -45,7 +45,11 @@ struct ahg_azid_opts {
     unsigned timeout_ms;         /* per request; 0 = 10 s */
 };
 
-/* Reads the environment for fields left NULL. NULL with *err = AHG_ECONFIG when no source. */
+/*
+ * Reads the environment for fields left NULL. AUTO picks workload, then appservice, and falls
+ * back to IMDS (always reachable in principle). NULL with *err = AHG_ECONFIG when the chosen
+ * source lacks its settings or the endpoint is not an http(s) URL.
+ */
 struct ahg_azid *ahg_azid_new(struct ahg_loop *loop, struct ahg_egress *egress,
                               const struct ahg_azid_opts *opts, int *err);
 
@@ -66,7 +70,8 @@ int ahg_azid_get(struct ahg_azid *id, const char *resource, ahg_azid_cb cb, void
 /* Drops the cached token for resource (after the service answered 401 with it). */
 void ahg_azid_invalidate(struct ahg_azid *id, const char *resource);
 
-/* Pending callbacks run with AHG_ECLOSED. */
+/* Pending callbacks run with AHG_ECLOSED. Call it before ahg_egress_free(); it may be called
+ * from inside an ahg_azid_cb. */
 void ahg_azid_free(struct ahg_azid *id);
 
 #endif /* AHG_AZID_H */

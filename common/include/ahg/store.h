@@ -12,7 +12,11 @@
  * the call (the memory backend defers with ahg_loop_post), so code written against one
  * backend behaves the same on the other. A callback receives err = AHG_OK and a reply, or an
  * error (AHG_EUNAVAIL when the store is down, AHG_ETIMEDOUT, AHG_ELIMIT when too many commands
- * are pending, AHG_ECLOSED when the store is freed with the command pending).
+ * are pending, AHG_ECLOSED when the store is freed with the command pending, AHG_EINVAL for a
+ * key of the wrong type or INCR of a non-integer, AHG_EUPSTREAM for other Redis error replies).
+ * The calls themselves return only AHG_OK, AHG_EINVAL (bad arguments; cb never runs) or
+ * AHG_ENOMEM; a store that is down answers through the callback. Several subscribers may
+ * share a channel.
  *
  * Threading: loop thread only.
  */
@@ -126,7 +130,8 @@ int ahg_store_cas_pexpire(struct ahg_store *s, const char *key, const char *expe
 int ahg_store_cas_del(struct ahg_store *s, const char *key, const char *expect, ahg_store_cb cb,
                       void *ud);
 
-/* PUBLISH channel msg -> INT receivers (memory: local subscribers). cb may be NULL. */
+/* PUBLISH channel msg -> INT receivers (memory: local subscribers; redis: subscribed
+ * connections, one per subscribing store). cb may be NULL. */
 int ahg_store_publish(struct ahg_store *s, const char *channel, const void *msg, size_t len,
                       ahg_store_cb cb, void *ud);
 /*
@@ -136,7 +141,8 @@ int ahg_store_publish(struct ahg_store *s, const char *channel, const void *msg,
  */
 int ahg_store_subscribe(struct ahg_store *s, const char *channel, ahg_store_msg_cb cb, void *ud);
 
-/* Pending callbacks run with AHG_ECLOSED before this returns. */
+/* Pending callbacks run with AHG_ECLOSED before this returns. The memory store may be freed
+ * from inside its own callback; the redis store may not (ahg_redis forbids it). */
 void ahg_store_free(struct ahg_store *s);
 
 #endif /* AHG_STORE_H */

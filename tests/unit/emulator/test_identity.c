@@ -440,6 +440,116 @@ test_identity_imds(void **state)
     emu_resp_free(r);
 }
 
+/* ---- AKS workload identity exchange ---- */
+
+/* A federated token: base64url(header).base64url(payload).signature. */
+static void
+fed_token(const char *aud, long long exp, char *out, size_t outsz)
+{
+    char payload[256], p64[512], h64[128];
+    (void)snprintf(payload, sizeof(payload),
+                   "{\"aud\":\"%s\",\"exp\":%lld,\"sub\":\"system:serviceaccount:a:b\"}", aud, exp);
+    const char *hdr = "{\"alg\":\"RS256\"}";
+    assert_int_equal(ahg_base64url_encode(hdr, strlen(hdr), h64, sizeof(h64)), AHG_OK);
+    assert_int_equal(ahg_base64url_encode(payload, strlen(payload), p64, sizeof(p64)), AHG_OK);
+    (void)snprintf(out, outsz, "%s.%s.c2ln", h64, p64);
+}
+
+static struct emu_resp *
+wi_post(const char *tenant, const char *client_id, const char *grant, const char *atype,
+        const char *assertion, const char *scope)
+{
+    char target[128], body[4096];
+    (void)snprintf(target, sizeof(target), "/%s/oauth2/v2.0/token", tenant);
+    (void)snprintf(body, sizeof(body),
+                   "grant_type=%s&client_id=%s&client_assertion_type=%s&client_assertion=%s"
+                   "&scope=%s",
+                   grant, client_id, atype, assertion, scope);
+    const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    return emu_http(fx, "POST", target, hdr, body, strlen(body));
+}
+
+#define WI_ATYPE "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+
+static void
+expect_wi_error(struct emu_resp *r, int status, const char *code, int aadsts)
+{
+    assert_int_equal(r->status, status);
+    assert_string_equal(emu_json_str(r->json, "error"), code);
+    const cJSON *codes = emu_json_at(r->json, "error_codes");
+    assert_true(cJSON_IsArray(codes));
+    assert_int_equal((int)cJSON_GetArrayItem(codes, 0)->valuedouble, aadsts);
+    char want[32];
+    (void)snprintf(want, sizeof(want), "AADSTS%d: ", aadsts);
+    assert_true(strncmp(emu_json_str(r->json, "error_description"), want, strlen(want)) == 0);
+    emu_resp_free(r);
+}
+
+static void
+test_identity_workload(void **state)
+{
+    (void)state;
+    const char *tid = fx->e->identity_tenant, *cid = fx->e->identity_client_id;
+    long long now = (long long)time(NULL);
+    char fed[1024];
+    fed_token("api://AzureADTokenExchange", now + 3600, fed, sizeof(fed));
+    struct emu_resp *r = wi_post(tid, cid, "client_credentials", WI_ATYPE, fed,
+                                 "https%3A%2F%2Frelay.azure.net%2F%2F.default");
+    assert_int_equal(r->status, 200);
+    assert_string_equal(emu_json_str(r->json, "token_type"), "Bearer");
+    const cJSON *in = emu_json_at(r->json, "expires_in");
+    assert_true(cJSON_IsNumber(in)); /* numeric, unlike the other forms */
+    assert_true(in->valuedouble >= 3598 && in->valuedouble <= 3600);
+    assert_token_for(r, "https://relay.azure.net");
+    emu_resp_free(r);
+    r = wi_post(tid, cid, "client_credentials", WI_ATYPE, fed,
+                "https%3A%2F%2Fvault.azure.net%2F.default");
+    assert_int_equal(r->status, 200);
+    assert_token_for(r, "https://vault.azure.net");
+    emu_resp_free(r);
+
+    expect_wi_error(wi_post("other-tenant", cid, "client_credentials", WI_ATYPE, fed,
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    400, "invalid_request", 90002);
+    expect_wi_error(
+        wi_post(tid, cid, "password", WI_ATYPE, fed, "https%3A%2F%2Fvault.azure.net%2F.default"),
+        400, "unsupported_grant_type", 70003);
+    expect_wi_error(wi_post(tid, "someone-else", "client_credentials", WI_ATYPE, fed,
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    400, "unauthorized_client", 700016);
+    expect_wi_error(wi_post(tid, cid, "client_credentials", "secret", fed,
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    400, "invalid_request", 900144);
+    expect_wi_error(wi_post(tid, cid, "client_credentials", WI_ATYPE, "",
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    400, "invalid_request", 900144);
+    expect_wi_error(wi_post(tid, cid, "client_credentials", WI_ATYPE, "not-a-jwt",
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    401, "invalid_client", 700024);
+    /* scope without /.default, unknown resource */
+    expect_wi_error(
+        wi_post(tid, cid, "client_credentials", WI_ATYPE, fed, "https%3A%2F%2Fvault.azure.net"),
+        400, "invalid_scope", 70011);
+    expect_wi_error(wi_post(tid, cid, "client_credentials", WI_ATYPE, fed,
+                            "https%3A%2F%2Fstorage.azure.com%2F.default"),
+                    400, "invalid_scope", 70011);
+    /* expired federated token; one for another audience */
+    fed_token("api://AzureADTokenExchange", now - 5, fed, sizeof(fed));
+    expect_wi_error(wi_post(tid, cid, "client_credentials", WI_ATYPE, fed,
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    401, "invalid_client", 700024);
+    fed_token("https://kubernetes.default.svc", now + 3600, fed, sizeof(fed));
+    expect_wi_error(wi_post(tid, cid, "client_credentials", WI_ATYPE, fed,
+                            "https%3A%2F%2Fvault.azure.net%2F.default"),
+                    401, "invalid_client", 700024);
+    /* method and content type */
+    char target[128];
+    (void)snprintf(target, sizeof(target), "/%s/oauth2/v2.0/token", tid);
+    expect_wi_error(emu_get(fx, target, NULL), 405, "invalid_request", 900561);
+    const char *json[] = {"Content-Type: application/json", NULL};
+    expect_wi_error(emu_http(fx, "POST", target, json, "{}", 2), 400, "invalid_request", 900144);
+}
+
 int
 main(void)
 {
@@ -452,6 +562,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_identity_appservice_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_identity_legacy_msi, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_identity_imds, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_identity_workload, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
