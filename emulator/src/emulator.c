@@ -426,6 +426,36 @@ emu_admin_port(const struct emu *e)
     return ahg_httpd_port(e->admin_srv);
 }
 
+const char *
+emu_identity_header(const struct emu *e)
+{
+    return e->identity_header;
+}
+
+const char *
+emu_namespace(const struct emu *e)
+{
+    return e->ns.name;
+}
+
+const char *
+emu_namespace_host(const struct emu *e)
+{
+    return e->ns.host;
+}
+
+const char *
+emu_subscription(const struct emu *e)
+{
+    return e->ns.subscription;
+}
+
+const char *
+emu_resource_group(const struct emu *e)
+{
+    return e->ns.resource_group;
+}
+
 int
 emu_write_ready_file(const struct emu *e, const char *path)
 {

@@ -35,6 +35,15 @@ int emu_mgmt_port(const struct emu *e);
 int emu_identity_port(const struct emu *e);
 int emu_admin_port(const struct emu *e);
 
+/* For composing the emulator with other components in one process (azhexgate-server):
+ * the App Service identity secret (X-IDENTITY-HEADER), the namespace's name, host name,
+ * subscription and resource group. Borrowed; valid until emu_free(). */
+const char *emu_identity_header(const struct emu *e);
+const char *emu_namespace(const struct emu *e);
+const char *emu_namespace_host(const struct emu *e);
+const char *emu_subscription(const struct emu *e);
+const char *emu_resource_group(const struct emu *e);
+
 /* Writes "relay_port=…\nmgmt_port=…\n…\nready=1\n" to path (atomically, via rename). */
 int emu_write_ready_file(const struct emu *e, const char *path);
 
