@@ -1,4 +1,5 @@
 #include "ahg/net.h"
+#include "ahg/resolve.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1101,6 +1102,8 @@ ahg_loop_free(struct ahg_loop *loop)
 {
     if (!loop)
         return;
+    /* lookups of this loop still queued or running are dropped (never answered) */
+    ahg_resolve_shutdown(loop);
     lws_context_destroy(loop->ctx);
     loop->destroyed = true;
     /* Connections lws never reported closed (e.g. connects still pending). */

@@ -3,7 +3,9 @@
  * protocol (ahg/redis.h).
  */
 #include "ahg/redis.h"
+#include "ahg/resolve.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +47,13 @@ struct link {
     unsigned gen;       /* bumped on every reset, to detect resets from inside callbacks */
     unsigned confirmed; /* pub/sub: subscribe confirmations since connect */
     struct ahg_timer retry;
+    struct rreq *resolving; /* a name lookup in flight (address is a host name) */
+};
+
+/* A lookup of the server's host name on the resolver threads (ahg/resolve.h); cancelled by
+ * ahg_redis_free() when still unanswered. */
+struct rreq {
+    struct link *l;
 };
 
 struct sub {
@@ -443,8 +452,59 @@ link_reset(struct link *l, int err)
     }
 }
 
+static bool
+is_numeric(const char *a)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, a, buf) == 1 || inet_pton(AF_INET6, a, buf) == 1;
+}
+
+static void link_dial(struct link *l, const char *address);
+
+static void
+on_resolved(int err, const char *address, void *ud)
+{
+    struct rreq *q = ud;
+    struct link *l = q->l;
+    free(q);
+    l->resolving = NULL;
+    if (err != AHG_OK) {
+        AHG_LOG_WARN("redis: cannot resolve %s: %s; retrying", l->r->address, ahg_strerror(err));
+        schedule_retry(l);
+        return;
+    }
+    link_dial(l, address);
+}
+
+/* Connects (again): host names are looked up on every attempt, off the loop thread, so a
+ * server whose address changes (a managed Redis failing over) is found again. */
 static void
 link_connect(struct link *l)
+{
+    struct ahg_redis *r = l->r;
+    if (is_numeric(r->address)) {
+        link_dial(l, r->address);
+        return;
+    }
+    if (l->resolving != NULL)
+        return;
+    struct rreq *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        schedule_retry(l);
+        return;
+    }
+    q->l = l;
+    l->resolving = q;
+    l->state = LINK_CONNECTING;
+    if (ahg_resolve(r->loop, r->address, r->port, on_resolved, q) != AHG_OK) {
+        l->resolving = NULL;
+        free(q);
+        schedule_retry(l);
+    }
+}
+
+static void
+link_dial(struct link *l, const char *address)
 {
     struct ahg_redis *r = l->r;
     l->reader = redisReaderCreate();
@@ -453,10 +513,11 @@ link_connect(struct link *l)
         return;
     }
     struct ahg_connect_opts co = {
-        .address = r->address,
+        .address = address,
         .port = r->port,
         .tls = r->tls,
-        .tls_host = r->tls_host,
+        /* a host name is also the TLS name to verify, unless one was given */
+        .tls_host = r->tls_host ? r->tls_host : (is_numeric(r->address) ? NULL : r->address),
         .insecure = r->tls_insecure,
         .connect_timeout_ms = r->timeout_ms,
     };
@@ -634,6 +695,11 @@ ahg_redis_free(struct ahg_redis *r)
     r->freeing = true;
     struct link *links[2] = {&r->cmd, &r->sub};
     for (int i = 0; i < 2; i++) {
+        if (links[i]->resolving != NULL) {
+            ahg_resolve_cancel(r->loop, on_resolved, links[i]->resolving);
+            free(links[i]->resolving);
+            links[i]->resolving = NULL;
+        }
         ahg_timer_stop(&links[i]->retry);
         link_reset(links[i], AHG_ECLOSED);
         ahg_timer_stop(&links[i]->retry);

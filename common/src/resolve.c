@@ -287,6 +287,16 @@ ahg_resolve(struct ahg_loop *loop, const char *host, int port, ahg_resolve_cb cb
 }
 
 void
+ahg_resolve_cancel(struct ahg_loop *loop, ahg_resolve_cb cb, void *ud)
+{
+    pthread_mutex_lock(&g_mu);
+    for (struct rreq *r = g_live; r; r = r->lnext)
+        if (r->loop == loop && r->cb == cb && r->ud == ud)
+            r->cancelled = true;
+    pthread_mutex_unlock(&g_mu);
+}
+
+void
 ahg_resolve_shutdown(struct ahg_loop *loop)
 {
     pthread_mutex_lock(&g_mu);

@@ -527,6 +527,25 @@ parse_userinfo(const char *ui, size_t n, char *user, size_t usz, char *pass, siz
     return AHG_OK;
 }
 
+/* A numeric address, or a DNS name: letters, digits, '-' and '.', at most 253 chars. */
+static bool
+host_ok(const char *h)
+{
+    unsigned char tmp[16];
+    if (inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1)
+        return true;
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '-' || h[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
 struct ahg_store *
 ahg_store_new_url(struct ahg_loop *loop, const char *url, const char *password, bool tls_insecure,
                   int *err)
@@ -582,12 +601,12 @@ ahg_store_new_url(struct ahg_loop *loop, const char *url, const char *password, 
             goto out;
         db = (int)v;
     }
+    /* host names are resolved by the Redis client, off the loop, on every (re)connect */
     const char *addr = u.host;
-    unsigned char tmp[16];
     if (strcmp(u.host, "localhost") == 0)
         addr = "127.0.0.1";
-    else if (inet_pton(AF_INET, u.host, tmp) != 1 && inet_pton(AF_INET6, u.host, tmp) != 1) {
-        AHG_LOG_ERROR("store URL host must be a numeric address or localhost");
+    else if (!host_ok(u.host)) {
+        AHG_LOG_ERROR("store URL host is neither an address nor a host name");
         logged = true;
         goto out;
     }

@@ -48,7 +48,8 @@ typedef void (*ahg_redis_message_cb)(struct ahg_redis *r, const char *channel, c
                                      size_t len, void *ud);
 
 struct ahg_redis_opts {
-    const char *address;         /* numeric IPv4/IPv6 address (required) */
+    const char *address;         /* numeric address, or a host name looked up off the loop
+                                    on every (re)connect (required) */
     int port;                    /* 0 = 6379 */
     bool tls;                    /* TLS to Redis */
     const char *tls_host;        /* SNI and certificate name; NULL = address */

@@ -53,4 +53,8 @@ int ahg_resolve(struct ahg_loop *loop, const char *host, int port, ahg_resolve_c
  */
 void ahg_resolve_shutdown(struct ahg_loop *loop);
 
+/* Cancels the unanswered lookups of loop with this cb and ud: their callbacks will not run,
+ * so the caller may free ud at once. Safe when none is pending. */
+void ahg_resolve_cancel(struct ahg_loop *loop, ahg_resolve_cb cb, void *ud);
+
 #endif /* AHG_RESOLVE_H */

@@ -76,9 +76,10 @@ struct ahg_store *ahg_store_new_redis(struct ahg_loop *loop, const struct ahg_re
 
 /*
  * Parses a store URL into a new store: "memory:" or "redis://[user:pass@]host[:port][/db]" or
- * "rediss://..." (TLS). host must be numeric (resolve names before, off the loop) or
- * "localhost". password overrides the URL's password when non-NULL (it comes from a secret
- * file or env, never from the URL in config). ca/insecure are for rediss. NULL with *err.
+ * "rediss://..." (TLS). host may be a name: it is looked up off the loop on every
+ * (re)connect (and is the TLS name checked for rediss://). password overrides the URL's password
+ * when non-NULL (it comes from a secret file or env, never from the URL in config). ca/insecure are
+ * for rediss. NULL with *err.
  */
 struct ahg_store *ahg_store_new_url(struct ahg_loop *loop, const char *url, const char *password,
                                     bool tls_insecure, int *err);

@@ -551,6 +551,50 @@ test_redis_tls(void **state)
     server_stop(&s);
 }
 
+/* A host name is looked up off the loop on every connect; an unknown one keeps retrying
+ * (down, no crash), and freeing with a lookup in flight is safe. */
+static void
+test_redis_host_name(void **state)
+{
+    (void)state;
+    struct server s = {0};
+    server_start(&s, 0, NULL);
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    struct ctx c = {0};
+    struct ahg_redis_opts o = {
+        .address = "redis.localhost", /* RFC 6761: resolves to 127.0.0.1 without DNS */
+        .port = s.port,
+        .backoff_max_ms = 300,
+        .on_state = state_cb,
+        .ud = &c,
+    };
+    int err = -1;
+    struct ahg_redis *r = ahg_redis_new(loop, &o, &err);
+    assert_non_null(r);
+    assert_true(run_until(loop, &c.up, 5000));
+    cmd_wait(loop, r, &c, 3, (const char *[]){"SET", "named", "yes"});
+    assert_int_equal(c.err, AHG_OK);
+    /* after a restart it connects again (a fresh lookup each time) */
+    server_stop(&s);
+    assert_true(run_until(loop, &c.down, 5000));
+    server_start(&s, s.port, NULL);
+    assert_true(run_until(loop, &c.up, 10000));
+    ahg_redis_free(r);
+
+    struct ctx c2 = {0};
+    o.address = "no-such-redis.invalid";
+    o.ud = &c2;
+    r = ahg_redis_new(loop, &o, &err);
+    assert_non_null(r);
+    bool never = false;
+    (void)run_until(loop, &never, 800);
+    assert_false(c2.up);
+    assert_false(ahg_redis_is_up(r));
+    ahg_redis_free(r); /* possibly with a lookup in flight */
+    ahg_loop_free(loop);
+    server_stop(&s);
+}
+
 static void
 test_redis_new_rejects_bad_options(void **state)
 {
@@ -595,6 +639,7 @@ main(void)
         cmocka_unit_test(test_redis_command_timeout_resets),
         cmocka_unit_test(test_redis_large_value),
         cmocka_unit_test(test_redis_tls),
+        cmocka_unit_test(test_redis_host_name),
     };
     return cmocka_run_group_tests(tests, NULL, kill_leftovers);
 }

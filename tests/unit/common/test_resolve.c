@@ -270,11 +270,31 @@ test_resolve_shutdown_drops(void **state)
     }
 }
 
+/* ahg_resolve_cancel drops exactly the lookups with that cb and ud. */
+static void
+test_resolve_cancel_one(void **state)
+{
+    (void)state;
+    struct ctx c;
+    setup_ctx(&c, 2);
+    struct ctx *other = &c; /* a second ud pointing at the same context */
+    assert_int_equal(ahg_resolve(c.loop, "localhost", 80, on_res, &g_c), AHG_OK);
+    assert_int_equal(ahg_resolve(c.loop, "a.localhost", 80, on_res, &other), AHG_OK);
+    assert_int_equal(ahg_resolve(c.loop, "b.localhost", 80, on_res, &other), AHG_OK);
+    ahg_resolve_cancel(c.loop, on_res, &g_c);
+    run_ctx(&c, 5000);
+    assert_int_equal(c.got, 2); /* the two of `other`, not the cancelled one */
+    run_ctx(&c, 200);
+    assert_int_equal(c.got, 2);
+    teardown_ctx(&c);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resolve_numeric),
+        cmocka_unit_test(test_resolve_cancel_one),
         cmocka_unit_test(test_resolve_localhost),
         cmocka_unit_test(test_resolve_sub_localhost),
         cmocka_unit_test(test_resolve_etc_hosts),
