@@ -7,9 +7,20 @@ PKGS=(
     build-essential cmake pkg-config git ca-certificates
     libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev
     libyaml-dev libhttp-parser-dev libcmocka-dev
-    redis-server clang-format clang-tidy clang libclang-rt-14-dev
-    nodejs npm chromium
+    redis-server clang-format clang-tidy clang libclang-rt-14-dev iproute2 iptables
+    chromium
+    # container images (deploy/images/build.sh): debootstrap makes the base, podman/buildah
+    # build and run on runc; uidmap, slirp4netns, fuse-overlayfs complete podman; catatonit
+    # is the pause process of `podman kube play` pods (deploy/local)
+    podman buildah runc conmon containernetworking-plugins debootstrap uidmap slirp4netns
+    fuse-overlayfs catatonit
 )
+
+# node and npm (interop, browser and infra suites): Debian's packages only when no node is
+# installed, since a node from elsewhere (nodesource) ships its own npm and conflicts with them.
+if ! command -v node >/dev/null 2>&1; then
+    PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

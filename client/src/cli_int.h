@@ -19,7 +19,8 @@ struct cli_hreq;
 struct cli_tunnel {
     struct ahg_loop *loop;
     struct cli_tunnel_opts o; /* string members point at the copies below */
-    char *endpoint, *hc, *local_host, *tls_host, *token;
+    char *endpoint, *hc, *local_host, *tls_host, *token, *relay_address, *host_header;
+    char relay_host[256]; /* host name of relay_endpoint */
     struct ahg_wsconn *ctrl;
     bool ctrl_open;
     unsigned ctrl_gen; /* bumped when the control channel goes away */
@@ -38,7 +39,17 @@ struct cli_tunnel {
 extern const struct ahg_wsconn_cbs cli_null_ws_cbs;
 extern const struct ahg_conn_ops cli_null_conn_ops;
 
+/* Rendezvous dials: a URL host equal to the relay endpoint's host name is dialed at the
+ * resolved relay_address; tls_host (when set) replaces the certificate name on wss. */
+void cli_tunnel_dial_fixup(const struct cli_tunnel *t, struct ahg_wsconn_client_opts *wo);
+
 void cli_tunnel_log_request(struct cli_tunnel *t, const struct cli_req_log *rec);
+
+/* start.c: `azhexgate start` with a loaded configuration; returns the exit code. */
+struct ahg_config;
+int cli_run_start(const struct ahg_config *cfg);
+/* `azhexgate demo`: serves the demo app (cli/demo.h) until Ctrl+C; the exit code. */
+int cli_run_demo(const struct ahg_config *cfg);
 
 /* stream.c: an accepted WebSocket stream piped to the local app. */
 void cli_stream_accept(struct cli_tunnel *t, const struct ahg_hcmsg *m);

@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "ahg/err.h"
 #include "ahg/http.h"
 #include "ahg/log.h"
 #include "cli_int.h"
+#include "platform.h"
 
 #define INLINE_MAX    ((size_t)64 * 1024)
 #define RDV_MAX_MSG   ((uint64_t)1024 * 1024)
@@ -158,7 +158,7 @@ skip_header(const char *name)
         "Connection", "Content-Length",   "Host", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
         "Keep-Alive", "Proxy-Connection", NULL};
     for (size_t i = 0; hop[i]; i++)
-        if (!strcasecmp(name, hop[i]))
+        if (!cli_platform_strncasecmp(name, hop[i], (size_t)-1))
             return true;
     return false;
 }
@@ -703,8 +703,7 @@ rdv_dial(struct cli_hreq *h, const char *address)
     if (!address || ahg_wsconn_parse_url(address, &wo, buf, sizeof(buf)) != AHG_OK)
         return NULL;
     wo.conn.insecure = h->t->o.insecure;
-    if (h->t->o.tls_host && wo.conn.tls)
-        wo.conn.tls_host = h->t->o.tls_host;
+    cli_tunnel_dial_fixup(h->t, &wo);
     wo.max_message = RDV_MAX_MSG;
     int err = 0;
     return ahg_wsconn_connect(h->t->loop, &wo, h->persistent ? &src_cbs : &rdv_cbs, h, &err);

@@ -28,7 +28,7 @@ struct cli_stream {
     bool ws_open, ws_gone, tcp_open, tcp_gone, tcp_failed, sent_502;
     /* request log */
     struct ahg_http_parser *reqp, *resp;
-    bool log_off, req_body, resp_body, req_upgrade;
+    bool log_off, req_body, resp_body, req_upgrade, cur_upgrade;
     int status;
     struct pending q[LOG_QUEUE];
     unsigned qh, qn;
@@ -92,41 +92,75 @@ log_done(struct cli_stream *s, int status, uint64_t bytes)
     s->qn--;
 }
 
-static void
-req_bytes(struct cli_stream *s, const unsigned char *p, size_t n)
+/* A complete request head: queue its console line; with a Host override, write the head
+ * rewritten (the parser kept the raw bytes). */
+static int
+req_head_done(struct cli_stream *s, const unsigned char *raw, size_t used)
 {
-    while (!s->log_off && s->reqp && !s->req_upgrade) {
+    const struct ahg_http_head *h = ahg_http_parser_head(s->reqp);
+    if (s->qn < LOG_QUEUE && h) {
+        struct pending *pd = &s->q[(s->qh + s->qn) % LOG_QUEUE];
+        (void)snprintf(pd->method, sizeof(pd->method), "%s", h->method);
+        (void)snprintf(pd->path, sizeof(pd->path), "%s", h->target);
+        pd->start = ahg_now_ms();
+        s->qn++;
+    }
+    s->cur_upgrade = h && h->upgrade;
+    s->req_body = true;
+    if (!s->t->host_header)
+        return ahg_conn_write(s->tcp, raw, used);
+    struct ahg_http_head *own = ahg_http_parser_head_take(s->reqp);
+    if (!own)
+        return AHG_EPROTO;
+    int rc = ahg_http_head_set(own, "Host", s->t->host_header);
+    size_t need = 0;
+    if (rc == AHG_OK)
+        rc = ahg_http_head_serialize(own, 0, NULL, 0, &need);
+    if (rc == AHG_ELIMIT || rc == AHG_OK) {
+        char *buf = malloc(need ? need : 1);
+        rc = buf ? ahg_http_head_serialize(own, 0, buf, need, &need) : AHG_ENOMEM;
+        if (rc == AHG_OK)
+            rc = ahg_conn_write(s->tcp, buf, need);
+        free(buf);
+    }
+    ahg_http_head_free(own);
+    return rc;
+}
+
+/* Forwards request bytes from the rendezvous to the local app, parsing heads on the way for
+ * the console line and, when asked, the Host rewrite; bodies and upgraded protocols pass as
+ * they are. AHG_OK or the write error. */
+static int
+req_forward(struct cli_stream *s, const unsigned char *p, size_t n)
+{
+    while (n || s->req_body) {
+        if (s->log_off || !s->reqp || s->req_upgrade)
+            return n ? ahg_conn_write(s->tcp, p, n) : AHG_OK;
         size_t used = 0;
         int rc;
         if (!s->req_body) {
-            if (!n)
-                return;
             rc = ahg_http_parser_feed(s->reqp, (const char *)p, n, &used);
             if (rc == AHG_EAGAIN)
-                return;
+                return s->t->host_header ? AHG_OK : ahg_conn_write(s->tcp, p, n);
             if (rc != AHG_OK) {
                 s->log_off = true;
-                return;
+                /* with a rewrite the head bytes are held by the parser: give up the stream */
+                return s->t->host_header ? AHG_EPROTO : ahg_conn_write(s->tcp, p, n);
             }
-            const struct ahg_http_head *h = ahg_http_parser_head(s->reqp);
-            if (s->qn < LOG_QUEUE && h) {
-                struct pending *pd = &s->q[(s->qh + s->qn) % LOG_QUEUE];
-                (void)snprintf(pd->method, sizeof(pd->method), "%s", h->method);
-                (void)snprintf(pd->path, sizeof(pd->path), "%s", h->target);
-                pd->start = ahg_now_ms();
-                s->qn++;
-            }
-            s->req_body = true;
+            rc = req_head_done(s, p, used);
+            if (rc != AHG_OK)
+                return rc;
         } else {
             rc = ahg_http_parser_body(s->reqp, (const char *)p, n, &used, NULL, NULL);
-            if (rc == AHG_EAGAIN)
-                return;
-            if (rc != AHG_OK) {
+            if (rc != AHG_OK && rc != AHG_EAGAIN) {
                 s->log_off = true;
-                return;
+                return ahg_conn_write(s->tcp, p, n);
             }
-            const struct ahg_http_head *h = ahg_http_parser_head(s->reqp);
-            if (h && h->upgrade)
+            if (used && ahg_conn_write(s->tcp, p, used) != AHG_OK)
+                return AHG_ELIMIT;
+            if (rc == AHG_EAGAIN)
+                return AHG_OK;
+            if (s->cur_upgrade)
                 s->req_upgrade = true; /* what follows is the upgraded protocol */
             ahg_http_parser_reset(s->reqp);
             s->req_body = false;
@@ -134,6 +168,7 @@ req_bytes(struct cli_stream *s, const unsigned char *p, size_t n)
         p += used;
         n -= used;
     }
+    return AHG_OK;
 }
 
 static void
@@ -340,8 +375,7 @@ ws_frame_data_cb(struct ahg_wsconn *ws, const unsigned char *p, size_t n)
     struct cli_stream *s = ahg_wsconn_ud(ws);
     if (!s->tcp || s->tcp_failed)
         return;
-    req_bytes(s, p, n);
-    if (ahg_conn_write(s->tcp, p, n) != AHG_OK) {
+    if (req_forward(s, p, n) != AHG_OK) {
         ahg_conn_abort(s->tcp);
         return;
     }
@@ -422,8 +456,7 @@ cli_stream_accept(struct cli_tunnel *t, const struct ahg_hcmsg *m)
     int err = 0;
     if (ahg_wsconn_parse_url(m->address, &wo, buf, sizeof(buf)) == AHG_OK) {
         wo.conn.insecure = t->o.insecure;
-        if (t->o.tls_host && wo.conn.tls)
-            wo.conn.tls_host = t->o.tls_host;
+        cli_tunnel_dial_fixup(t, &wo);
         const char *proto = ahg_hcmsg_header_get(m, "Sec-WebSocket-Protocol");
         char first[128] = "";
         if (proto) {

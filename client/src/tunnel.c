@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ahg/err.h"
 #include "ahg/hcmsg.h"
@@ -15,6 +14,7 @@
 #include "ahg/sas.h"
 #include "ahg/wsconn.h"
 #include "cli_int.h"
+#include "platform.h"
 
 #define CTRL_MAX_MESSAGE ((uint64_t)256 * 1024)
 #define BACKOFF_BASE_MS  500u
@@ -62,9 +62,7 @@ renew_schedule(struct cli_tunnel *t)
     struct ahg_sas sas;
     if (ahg_sas_parse(t->token, &sas) != AHG_OK)
         return;
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_REALTIME, &ts);
-    long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    long long now_ms = cli_platform_wall_ms();
     long long left = sas.se * 1000 - now_ms;
     /* renew when 80% of the remaining lifetime passed (at most 5 min before expiry), and no
      * sooner than 1 s from now */
@@ -76,28 +74,45 @@ renew_schedule(struct cli_tunnel *t)
     ahg_timer_start(&t->renew_timer, (uint64_t)in);
 }
 
-static bool
-fresh_token(struct cli_tunnel *t)
+/* Asks the owner for a fresh token; the answer comes through cli_tunnel_set_token(). Re-arms
+ * the renewal timer as a retry in case no answer comes. */
+static void
+request_token(struct cli_tunnel *t, bool rejected)
 {
-    if (!t->o.token_cb)
-        return false;
-    char buf[4096];
-    if (t->o.token_cb(t->o.token_ud, buf, sizeof(buf)) < 0 || !buf[0])
-        return false;
-    char *n = dupstr(buf);
-    if (!n)
-        return false;
-    free(t->token);
-    t->token = n;
-    return true;
+    if (!t->o.token_cb || t->draining)
+        return;
+    uint64_t retry = 10000;
+    struct ahg_sas sas;
+    if (t->token && ahg_sas_parse(t->token, &sas) == AHG_OK) {
+        long long left = sas.se * 1000 - cli_platform_wall_ms();
+        if (left / 4 < (long long)retry)
+            retry = left / 4 > 1000 ? (uint64_t)(left / 4) : 1000;
+    }
+    ahg_timer_start(&t->renew_timer, retry);
+    t->o.token_cb(t->o.token_ud, t, rejected);
 }
 
 static void
 renew_fire(struct ahg_timer *tm)
 {
-    struct cli_tunnel *t = tm->ud;
-    if (!fresh_token(t))
-        return;
+    request_token(tm->ud, false);
+}
+
+int
+cli_tunnel_set_token(struct cli_tunnel *t, const char *token)
+{
+    if (!t || !token || !token[0])
+        return AHG_EINVAL;
+    char *n = dupstr(token);
+    if (!n)
+        return AHG_ENOMEM;
+    if (t->token) {
+        memset(t->token, 0, strlen(t->token));
+        free(t->token);
+    }
+    t->token = n;
+    if (t->draining)
+        return AHG_OK;
     if (t->ctrl && t->ctrl_open) {
         struct ahg_hcmsg m;
         ahg_hcmsg_init(&m, AHG_HCMSG_RENEW_TOKEN);
@@ -108,9 +123,13 @@ renew_fire(struct ahg_timer *tm)
             (void)ahg_wsconn_send(t->ctrl, AHG_WS_TEXT, json, len);
             AHG_LOG_DEBUG("listener token renewed");
         }
-        free(json);
+        if (json) {
+            memset(json, 0, len);
+            free(json);
+        }
     }
     renew_schedule(t);
+    return AHG_OK;
 }
 
 /* ---- control channel ---- */
@@ -187,9 +206,9 @@ ctrl_fail_cb(struct ahg_wsconn *ws, int status, const char *reason,
         emit(t, CLI_EV_AUTH_FAILED, status, reason ? reason : "");
     else
         emit(t, CLI_EV_CONNECT_FAILED, status, reason ? reason : "");
-    if (auth)
-        (void)fresh_token(t);
     schedule_reconnect(t, auth);
+    if (auth)
+        request_token(t, true);
 }
 
 static void
@@ -293,6 +312,8 @@ ctrl_connect(struct cli_tunnel *t)
     wo.target = target;
     wo.max_message = CTRL_MAX_MESSAGE;
     wo.conn.insecure = t->o.insecure;
+    if (t->relay_address)
+        wo.conn.address = t->relay_address;
     if (t->o.tls_host)
         wo.conn.tls_host = t->o.tls_host;
     wo.handshake_timeout_ms = 15000;
@@ -304,6 +325,15 @@ ctrl_connect(struct cli_tunnel *t)
         emit(t, CLI_EV_CONNECT_FAILED, 0, ahg_strerror(err));
         schedule_reconnect(t, false);
     }
+}
+
+void
+cli_tunnel_dial_fixup(const struct cli_tunnel *t, struct ahg_wsconn_client_opts *wo)
+{
+    if (t->relay_address && !strcmp(wo->conn.address, t->relay_host))
+        wo->conn.address = t->relay_address;
+    if (t->o.tls_host && wo->conn.tls)
+        wo->conn.tls_host = t->o.tls_host;
 }
 
 /* ---- public ---- */
@@ -324,27 +354,31 @@ cli_tunnel_new(struct ahg_loop *loop, const struct cli_tunnel_opts *o, int *err)
     t = calloc(1, sizeof(*t));
     if (!t)
         goto fail;
+    (void)snprintf(t->relay_host, sizeof(t->relay_host), "%s", wo.conn.address);
     t->loop = loop;
     t->o = *o;
     t->o.relay_endpoint = t->endpoint = dupstr(o->relay_endpoint);
     t->o.hc = t->hc = dupstr(o->hc);
     t->o.local_host = t->local_host = dupstr(o->local_host);
     t->o.tls_host = t->tls_host = dupstr(o->tls_host);
+    t->o.relay_address = t->relay_address = dupstr(o->relay_address);
+    t->o.host_header = t->host_header = dupstr(o->host_header);
     t->token = dupstr(o->token);
     t->o.token = NULL;
     if (!t->endpoint || !t->hc || !t->local_host || (o->tls_host && !t->tls_host) ||
+        (o->relay_address && !t->relay_address) || (o->host_header && !t->host_header) ||
         (o->token && !t->token))
         goto fail;
     if (!t->o.keepalive_ms)
         t->o.keepalive_ms = 30000;
     if (!t->o.backoff_cap_ms)
         t->o.backoff_cap_ms = 30000;
-    if (!t->token)
-        (void)fresh_token(t);
     ahg_timer_init(&t->reconnect_timer, loop, reconnect_fire, t);
     ahg_timer_init(&t->ka_timer, loop, ka_fire, t);
     ahg_timer_init(&t->renew_timer, loop, renew_fire, t);
     srand((unsigned)(ahg_now_ms() ^ (uint64_t)(uintptr_t)t));
+    if (!t->token)
+        request_token(t, false);
     ctrl_connect(t);
     return t;
 fail:
@@ -353,6 +387,8 @@ fail:
         free(t->hc);
         free(t->local_host);
         free(t->tls_host);
+        free(t->relay_address);
+        free(t->host_header);
         free(t->token);
         free(t);
     }
@@ -420,6 +456,10 @@ cli_tunnel_free(struct cli_tunnel *t)
     free(t->hc);
     free(t->local_host);
     free(t->tls_host);
+    free(t->relay_address);
+    free(t->host_header);
+    if (t->token)
+        memset(t->token, 0, strlen(t->token));
     free(t->token);
     free(t);
 }

@@ -980,7 +980,11 @@ net_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, 
         AHG_LOG_DEBUG("connect to %s:%d failed: %s", c->peer, c->peer_port,
                       in ? (const char *)in : "unknown error");
         lws_set_opaque_user_data(wsi, NULL);
-        conn_end(c, AHG_CONN_END_CONNECT);
+        /* lws also lands here when the owner closed the connection from inside on_connect
+         * (RAW_CONNECTED returned -1): that is a local close of a connected connection */
+        conn_end(c, !c->connected             ? AHG_CONN_END_CONNECT
+                    : c->killed || c->closing ? AHG_CONN_END_LOCAL
+                                              : AHG_CONN_END_PEER);
         conn_free(c);
         return 0;
 

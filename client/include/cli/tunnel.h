@@ -35,19 +35,25 @@ struct cli_req_log {
     uint64_t bytes; /* response body bytes */
 };
 
-/* Writes a fresh listener token into out (NUL-terminated); returns 0, or <0 when none. */
-typedef int (*cli_token_fn)(void *ud, char *out, size_t outsz);
+/* Asks for a fresh listener token: for a renewal, or with rejected = true after the relay refused
+ * the current one. The answer is asynchronous: the owner calls cli_tunnel_set_token() when it
+ * has one (at once from inside the callback is fine too), or never when it has none; the tunnel
+ * asks again later. */
+typedef void (*cli_token_fn)(void *ud, struct cli_tunnel *t, bool rejected);
 
 struct cli_tunnel_opts {
-    const char *relay_endpoint; /* ws:// or wss:// URL with a numeric host (path ignored) */
+    const char *relay_endpoint; /* ws:// or wss:// URL (path ignored) */
+    const char *relay_address;  /* numeric address to dial when the URL host is a name (the
+                                   caller resolved it, ahg/resolve.h); NULL = the URL host */
     const char *tls_host;       /* SNI / certificate name for wss (NULL = the URL host) */
     bool insecure;              /* skip certificate checks (tests only) */
     const char *hc;             /* Hybrid Connection name */
     const char *token;          /* listener token (SharedAccessSignature ...), may be NULL */
-    cli_token_fn token_cb;      /* a fresh token for renewals and reconnects, may be NULL */
+    cli_token_fn token_cb;      /* asks for a fresh token (renewals, reconnects), may be NULL */
     void *token_ud;
     const char *local_host; /* numeric address of the local app */
     int local_port;
+    const char *host_header; /* Host value sent to the local app on streams; NULL = as sent */
     uint64_t keepalive_ms;   /* ping interval; 0 = 30 s; dead after 2 intervals silent */
     uint64_t backoff_cap_ms; /* 0 = 30 s */
     void (*on_event)(void *ud, enum cli_event ev, int status, const char *detail);
@@ -58,6 +64,11 @@ struct cli_tunnel_opts {
 /* Starts the tunnel (connects at once). NULL with *err: AHG_EINVAL (bad options or URL),
  * AHG_ENOMEM. */
 struct cli_tunnel *cli_tunnel_new(struct ahg_loop *loop, const struct cli_tunnel_opts *o, int *err);
+
+/* Replaces the listener token (copied): used by the next connect, and sent as renewToken on an
+ * open control channel; schedules the next renewal from its expiry. AHG_OK, AHG_EINVAL (NULL
+ * or empty), AHG_ENOMEM. */
+int cli_tunnel_set_token(struct cli_tunnel *t, const char *token);
 
 /* Stops taking new streams and requests: closes the control channel and does not reconnect.
  * In-flight streams go on; see cli_tunnel_active(). */

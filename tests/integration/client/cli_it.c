@@ -3,14 +3,23 @@
  */
 #include "cli_it.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "ahg/err.h"
+#include "ahg/log.h"
 
 unsigned char
 pat(uint64_t i)
@@ -131,6 +140,8 @@ app_request(struct ahg_httpd_req *r)
     struct ahg_http_head *resp = ahg_http_head_new_response(200, NULL, NULL);
     assert_non_null(resp);
     assert_int_equal(ahg_http_head_add(resp, "X-Method", h->method), AHG_OK);
+    if (th_field(h, "Host")[0])
+        assert_int_equal(ahg_http_head_add(resp, "X-Host", th_field(h, "Host")), AHG_OK);
     if (!strncmp(path, "/size/", 6)) {
         struct gen *g = calloc(1, sizeof(*g));
         assert_non_null(g);
@@ -220,6 +231,7 @@ snd_message(struct ahg_wsconn *ws, enum ahg_ws_opcode op, const unsigned char *p
             const struct ahg_http_head *h = ahg_http_parser_head(s->p);
             s->status = h->status;
             snprintf(s->xmethod, sizeof(s->xmethod), "%s", th_field(h, "X-Method"));
+            snprintf(s->xhost, sizeof(s->xhost), "%s", th_field(h, "X-Host"));
             s->head_done = true;
             if (s->status == 101) {
                 s->raw = true;
@@ -417,4 +429,295 @@ pat_sum(uint64_t n)
         off += k;
     }
     return h;
+}
+
+/* ---- child processes (the azhexgate and emulator binaries) ---- */
+
+static void
+px_tick(struct ahg_timer *tm)
+{
+    ahg_timer_start(tm, 5);
+}
+
+int
+free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    (void)close(fd);
+    return ntohs(a.sin_port);
+}
+
+pid_t
+spawn(const char *const argv[], const char *out)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            (void)dup2(fd, 1);
+            (void)dup2(fd, 2);
+            (void)close(fd);
+        }
+        execv(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+bool
+file_has(const char *path, const char *needle)
+{
+    static char buf[65536];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    (void)fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+struct fh {
+    const char *path, *needle;
+};
+
+static bool
+fh_cond(void *arg)
+{
+    struct fh *x = arg;
+    return file_has(x->path, x->needle);
+}
+
+bool
+wait_file(struct px *p, const char *path, const char *needle, unsigned ms)
+{
+    struct fh x = {path, needle};
+    return th_wait(&p->t, fh_cond, &x, ms);
+}
+
+/* Waits for the child to exit; its exit status, or -1 on timeout. */
+int
+wait_exit(struct px *p, pid_t pid, unsigned ms)
+{
+    uint64_t end = ahg_now_ms() + ms;
+    while (ahg_now_ms() < end) {
+        int st = 0;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (p)
+            th_run(&p->t, 20);
+        else
+            (void)nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+    }
+    return -1;
+}
+
+void
+emu_start(struct px *p)
+{
+    char port[64], ready[160];
+    (void)snprintf(port, sizeof(port), "--emulator-relay-port=%d", p->t.port);
+    (void)snprintf(ready, sizeof(ready), "--emulator-ready-file=%s", p->ready);
+    (void)unlink(p->ready);
+    /* (the admin port flag stands in for the TLS flags when plain) */
+    const char *const argv[] = {
+        EMULATOR_BIN,
+        p->t.tls ? "--emulator-relay-cert=" AHG_TEST_FIXTURES "/certs/server.pem"
+                 : "--emulator-admin-port=0",
+        p->t.tls ? "--emulator-relay-key=" AHG_TEST_FIXTURES "/certs/server.key"
+                 : "--emulator-admin-port=0",
+        "--emulator-namespace=" TH_NS,
+        port,
+        "--emulator-mgmt-port=0",
+        "--emulator-identity-port=0",
+        p->emu_flag ? p->emu_flag : "--emulator-admin-port=0",
+        "--emulator-hybrid-connections=hc1",
+        "--emulator-root-key=" TH_KEY,
+        ready,
+        NULL};
+    p->emu = spawn(argv, p->emu_out);
+    assert_true(wait_file(p, p->ready, "ready=1", 10000));
+}
+
+int
+px_setup(void **state)
+{
+    struct px *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    ahg_log_setup("cli-it", AHG_LOG_FORMAT_TEXT, AHG_LOG_LVL_ERROR, 2);
+    (void)snprintf(p->dir, sizeof(p->dir), "/tmp/cli-it-XXXXXX");
+    assert_non_null(mkdtemp(p->dir));
+    (void)snprintf(p->ready, sizeof(p->ready), "%s/ready", p->dir);
+    (void)snprintf(p->emu_out, sizeof(p->emu_out), "%s/emu.log", p->dir);
+    (void)snprintf(p->cli_out, sizeof(p->cli_out), "%s/cli.log", p->dir);
+    p->t.loop = ahg_loop_new(NULL);
+    assert_non_null(p->t.loop);
+    ahg_timer_init(&p->t.tick, p->t.loop, px_tick, p);
+    ahg_timer_start(&p->t.tick, 5);
+    p->t.port = free_port();
+    app_start(&p->t, &p->app);
+    *state = p;
+    return 0;
+}
+
+int
+px_teardown(void **state)
+{
+    struct px *p = *state;
+    if (p->cli > 0) {
+        (void)kill(p->cli, SIGKILL);
+        (void)wait_exit(NULL, p->cli, 5000);
+    }
+    if (p->emu > 0) {
+        (void)kill(p->emu, SIGKILL);
+        (void)wait_exit(NULL, p->emu, 5000);
+    }
+    ahg_timer_stop(&p->t.tick);
+    ahg_loop_free(p->t.loop);
+    (void)unlink(p->ready);
+    (void)unlink(p->emu_out);
+    (void)unlink(p->cli_out);
+    (void)rmdir(p->dir);
+    free(p);
+    return 0;
+}
+
+/* Runs the binary with args (NULL-terminated, after the program) and returns its exit code;
+ * its output goes to out. */
+int
+run_cli(const char *out, const char *const *args)
+{
+    return run_cli_in(NULL, out, args);
+}
+
+int
+run_cli_in(struct px *p, const char *out, const char *const *args)
+{
+    const char *argv[40] = {AZHEXGATE_BIN};
+    int n = 1;
+    for (; args[n - 1] && n < 39; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    (void)unlink(out);
+    pid_t pid = spawn(argv, out);
+    return wait_exit(p, pid, 20000);
+}
+
+/* ---- the stand-in management API ---- */
+
+static void
+api_json(struct ahg_httpd_req *r, int status, const char *json)
+{
+    (void)ahg_httpd_respond(r, status, "application/json", json, strlen(json), NULL);
+}
+
+static void
+api_iso(long long t, char *out, size_t n)
+{
+    time_t tt = (time_t)t;
+    struct tm tmv;
+    (void)gmtime_r(&tt, &tmv);
+    (void)strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+}
+
+/* Answers with a tunnel and a fresh listener token for hc1, signed with the emulator's key. */
+static void
+api_tunnel(struct standin_api *s, struct ahg_httpd_req *r, int status)
+{
+    char tok[1024], te[40], ex[40], json[4096];
+    th_token("hc1", NULL, NULL, s->token_secs, tok, sizeof(tok));
+    long long now = (long long)time(NULL);
+    api_iso(now + s->token_secs, te, sizeof(te));
+    api_iso(now + 3600, ex, sizeof(ex));
+    (void)snprintf(json, sizeof(json),
+                   "{\"session_id\":\"%s\",\"subdomain\":\"63873749\","
+                   "\"public_url\":\"https://63873749.tunnel.test\","
+                   "\"relay_endpoint\":\"ws://%s:%d/\",\"hybrid_connection_name\":\"hc1\","
+                   "\"listener_token\":\"%s\",\"token_expires_at\":\"%s\",\"expires_at\":\"%s\"}",
+                   STANDIN_SID, s->relay_host, s->relay_port, tok, te, ex);
+    api_json(r, status, json);
+}
+
+static void
+api_body(struct ahg_httpd_req *r, const char *p, size_t n)
+{
+    struct standin_api *s = ahg_httpd_ud(ahg_httpd_req_server(r));
+    if (s->blen + n < sizeof(s->last_body)) {
+        memcpy(s->last_body + s->blen, p, n);
+        s->blen += n;
+        s->last_body[s->blen] = 0;
+    }
+}
+
+static void
+api_end(struct ahg_httpd_req *r)
+{
+    struct standin_api *s = ahg_httpd_ud(ahg_httpd_req_server(r));
+    const struct ahg_http_head *h = ahg_httpd_req_head(r);
+    const char *path = ahg_httpd_req_path(r);
+    (void)snprintf(s->last_key, sizeof(s->last_key), "%s", th_field(h, "X-AzHexGate-ApiKey"));
+    if (strcmp(s->last_key, STANDIN_KEY) != 0) {
+        api_json(r, 401, "{\"error\":{\"code\":\"unauthorized\",\"message\":\"invalid API key\"}}");
+        return;
+    }
+    if (!strcmp(h->method, "POST") && !strcmp(path, "/api/tunnels")) {
+        s->creates++;
+        if (s->fail_status) {
+            char json[256];
+            (void)snprintf(json, sizeof(json),
+                           "{\"error\":{\"code\":\"unavailable\",\"message\":\"%s\"}}",
+                           "the relay namespace is being provisioned");
+            api_json(r, s->fail_status, json);
+            return;
+        }
+        api_tunnel(s, r, 201);
+        return;
+    }
+    if (!strcmp(h->method, "POST") && !strcmp(path, "/api/tunnels/" STANDIN_SID "/token")) {
+        s->renews++;
+        if (s->renew_gone) {
+            api_json(r, 404, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such tunnel\"}}");
+            return;
+        }
+        api_tunnel(s, r, 200);
+        return;
+    }
+    if (!strcmp(h->method, "DELETE") && !strcmp(path, "/api/tunnels/" STANDIN_SID)) {
+        s->deletes++;
+        (void)ahg_httpd_respond(r, 204, NULL, NULL, 0, NULL);
+        return;
+    }
+    api_json(r, 404, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such tunnel\"}}");
+}
+
+static const struct ahg_httpd_req_cbs api_cbs = {.on_body = api_body, .on_body_end = api_end};
+
+static void
+api_request(struct ahg_httpd_req *r)
+{
+    struct standin_api *s = ahg_httpd_ud(ahg_httpd_req_server(r));
+    s->blen = 0;
+    s->last_body[0] = 0;
+    ahg_httpd_req_set_cbs(r, &api_cbs, s);
+}
+
+void
+standin_api_start(struct th *t, struct standin_api *s, int relay_port)
+{
+    memset(s, 0, sizeof(*s));
+    s->relay_port = relay_port;
+    s->relay_host = "relay.localhost";
+    s->token_secs = 3600;
+    struct ahg_httpd_opts o = {
+        .name = "standin-api", .port = 0, .on_request = api_request, .ud = s, .max_body = 65536};
+    int err = 0;
+    s->srv = ahg_httpd_new(t->loop, &o, &err);
+    assert_non_null(s->srv);
+    s->port = ahg_httpd_port(s->srv);
 }

@@ -26,126 +26,6 @@
 #include "cli_it.h"
 #include "harness.h"
 
-struct px {
-    struct th t; /* only loop, port and tick are used */
-    struct app app;
-    char dir[64];
-    char ready[128], emu_out[128], cli_out[128];
-    pid_t emu, cli;
-};
-
-static void
-tick(struct ahg_timer *tm)
-{
-    ahg_timer_start(tm, 5);
-}
-
-static int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-    (void)close(fd);
-    return ntohs(a.sin_port);
-}
-
-static pid_t
-spawn(const char *const argv[], const char *out)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            (void)dup2(fd, 1);
-            (void)dup2(fd, 2);
-            (void)close(fd);
-        }
-        execv(argv[0], (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static bool
-file_has(const char *path, const char *needle)
-{
-    static char buf[65536];
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    (void)fclose(f);
-    buf[n] = 0;
-    return strstr(buf, needle) != NULL;
-}
-
-struct fh {
-    const char *path, *needle;
-};
-
-static bool
-fh_cond(void *arg)
-{
-    struct fh *x = arg;
-    return file_has(x->path, x->needle);
-}
-
-static bool
-wait_file(struct px *p, const char *path, const char *needle, unsigned ms)
-{
-    struct fh x = {path, needle};
-    return th_wait(&p->t, fh_cond, &x, ms);
-}
-
-/* Waits for the child to exit; its exit status, or -1 on timeout. */
-static int
-wait_exit(struct px *p, pid_t pid, unsigned ms)
-{
-    uint64_t end = ahg_now_ms() + ms;
-    while (ahg_now_ms() < end) {
-        int st = 0;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (p)
-            th_run(&p->t, 20);
-        else
-            (void)nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
-    }
-    return -1;
-}
-
-static void
-emu_start(struct px *p)
-{
-    char port[64], ready[160];
-    (void)snprintf(port, sizeof(port), "--emulator-relay-port=%d", p->t.port);
-    (void)snprintf(ready, sizeof(ready), "--emulator-ready-file=%s", p->ready);
-    (void)unlink(p->ready);
-    /* (the admin port flag stands in for the TLS flags when plain) */
-    const char *const argv[] = {
-        EMULATOR_BIN,
-        p->t.tls ? "--emulator-relay-cert=" AHG_TEST_FIXTURES "/certs/server.pem"
-                 : "--emulator-admin-port=0",
-        p->t.tls ? "--emulator-relay-key=" AHG_TEST_FIXTURES "/certs/server.key"
-                 : "--emulator-admin-port=0",
-        "--emulator-namespace=" TH_NS,
-        port,
-        "--emulator-mgmt-port=0",
-        "--emulator-identity-port=0",
-        "--emulator-admin-port=0",
-        "--emulator-hybrid-connections=hc1",
-        "--emulator-root-key=" TH_KEY,
-        ready,
-        NULL};
-    p->emu = spawn(argv, p->emu_out);
-    assert_true(wait_file(p, p->ready, "ready=1", 10000));
-}
-
 static void
 cli_start(struct px *p, int local_port)
 {
@@ -171,64 +51,6 @@ cli_start(struct px *p, int local_port)
                                 AHG_TEST_FIXTURES "/certs/ca.pem",
                                 NULL};
     p->cli = spawn(argv, p->cli_out);
-}
-
-static int
-setup(void **state)
-{
-    struct px *p = calloc(1, sizeof(*p));
-    assert_non_null(p);
-    ahg_log_setup("cli-it", AHG_LOG_FORMAT_TEXT, AHG_LOG_LVL_ERROR, 2);
-    (void)snprintf(p->dir, sizeof(p->dir), "/tmp/cli-it-XXXXXX");
-    assert_non_null(mkdtemp(p->dir));
-    (void)snprintf(p->ready, sizeof(p->ready), "%s/ready", p->dir);
-    (void)snprintf(p->emu_out, sizeof(p->emu_out), "%s/emu.log", p->dir);
-    (void)snprintf(p->cli_out, sizeof(p->cli_out), "%s/cli.log", p->dir);
-    p->t.loop = ahg_loop_new(NULL);
-    assert_non_null(p->t.loop);
-    ahg_timer_init(&p->t.tick, p->t.loop, tick, p);
-    ahg_timer_start(&p->t.tick, 5);
-    p->t.port = free_port();
-    app_start(&p->t, &p->app);
-    *state = p;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct px *p = *state;
-    if (p->cli > 0) {
-        (void)kill(p->cli, SIGKILL);
-        (void)wait_exit(NULL, p->cli, 5000);
-    }
-    if (p->emu > 0) {
-        (void)kill(p->emu, SIGKILL);
-        (void)wait_exit(NULL, p->emu, 5000);
-    }
-    ahg_timer_stop(&p->t.tick);
-    ahg_loop_free(p->t.loop);
-    (void)unlink(p->ready);
-    (void)unlink(p->emu_out);
-    (void)unlink(p->cli_out);
-    (void)rmdir(p->dir);
-    free(p);
-    return 0;
-}
-
-/* Runs the binary with args (NULL-terminated, after the program) and returns its exit code;
- * its output goes to out. */
-static int
-run_cli(const char *out, const char *const *args)
-{
-    const char *argv[16] = {AZHEXGATE_BIN};
-    int n = 1;
-    for (; args[n - 1] && n < 15; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    (void)unlink(out);
-    pid_t pid = spawn(argv, out);
-    return wait_exit(NULL, pid, 20000);
 }
 
 static void
@@ -418,13 +240,16 @@ main(void)
 {
     (void)signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_cli_usage_and_exit_codes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_tunnel_restart_and_sigint, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_warns_when_nothing_listens, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_drains_in_flight_then_exits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_second_ctrl_c_exits_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_dead_relay_detected_by_keepalive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_wss_with_ca_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_usage_and_exit_codes, px_setup, px_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_tunnel_restart_and_sigint, px_setup, px_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_warns_when_nothing_listens, px_setup, px_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_drains_in_flight_then_exits, px_setup,
+                                        px_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_second_ctrl_c_exits_at_once, px_setup,
+                                        px_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_dead_relay_detected_by_keepalive, px_setup,
+                                        px_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_wss_with_ca_file, px_setup, px_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

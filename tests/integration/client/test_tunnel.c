@@ -332,12 +332,14 @@ test_tunnel_auth_failure_reported(void **state)
     assert_int_equal(f->auth_failed, 1);
 }
 
-static int
-short_token(void *ud, char *out, size_t outsz)
+static void
+short_token(void *ud, struct cli_tunnel *t, bool rejected)
 {
+    char tok[1024];
     (void)ud;
-    th_token("hc1", NULL, NULL, 3, out, outsz);
-    return 0;
+    (void)rejected;
+    th_token("hc1", NULL, NULL, 3, tok, sizeof(tok));
+    assert_int_equal(cli_tunnel_set_token(t, tok), AHG_OK);
 }
 
 static void
@@ -351,7 +353,7 @@ test_tunnel_token_renewal_keeps_channel(void **state)
     app_start(&f->t, &f->app);
     char ep[64], tok[1024];
     (void)snprintf(ep, sizeof(ep), "ws://127.0.0.1:%d", f->t.port);
-    (void)short_token(NULL, tok, sizeof(tok));
+    th_token("hc1", NULL, NULL, 3, tok, sizeof(tok));
     (void)snprintf(f->hc, sizeof(f->hc), "hc1");
     struct cli_tunnel_opts o = {.relay_endpoint = ep,
                                 .hc = "hc1",
