@@ -35,9 +35,10 @@ struct hconn {
     struct ahg_httpd_req *req;
     struct ahg_timer timer;
     enum hc_state state;
-    bool head_bytes; /* some bytes of the next head arrived */
-    bool in_data;    /* inside on_data */
-    bool dead;       /* free at the end of on_data */
+    bool head_bytes;       /* some bytes of the next head arrived */
+    uint64_t last_body_ms; /* when request body bytes last arrived (body idle timeout) */
+    bool in_data;          /* inside on_data */
+    bool dead;             /* free at the end of on_data */
 };
 
 struct ahg_httpd_req {
@@ -182,6 +183,7 @@ body_cb(void *ud, const char *data, size_t len)
 {
     struct ahg_httpd_req *r = ud;
     r->body_bytes += len;
+    r->hc->last_body_ms = ahg_now_ms();
     if (r->max_body && r->body_bytes > r->max_body)
         return AHG_ELIMIT;
     if (r->discarding)
@@ -277,6 +279,7 @@ new_request(struct hconn *hc)
     }
     hc->req = r;
     hc->state = HC_BODY;
+    hc->last_body_ms = ahg_now_ms();
     timer_arm(hc, hc->srv->opts.idle_timeout_ms);
     hc->srv->opts.on_request(r);
     /* Ask for the body once the handler has had its say (RFC 9110 10.1.1). */
@@ -402,10 +405,23 @@ hconn_timeout(struct ahg_timer *t)
         write_raw_error(hc, 408, "the request head did not arrive in time");
         return;
     }
-    if (hc->state == HC_BODY && hc->req && !hc->req->resp_begun) {
-        ahg_httpd_respond_error(hc->req, 408, "TIMEOUT", "the request body did not arrive in time",
-                                false);
-        return;
+    if (hc->state == HC_BODY && hc->req) {
+        /* The body timeout is an idle timeout: it counts from the last body bytes, and not
+         * while the handler paused the body (backpressure is not the client's fault). */
+        uint64_t idle = hc->srv->opts.idle_timeout_ms, now = ahg_now_ms();
+        if (hc->req->body_paused) {
+            timer_arm(hc, idle);
+            return;
+        }
+        if (hc->last_body_ms && now - hc->last_body_ms < idle) {
+            timer_arm(hc, idle - (now - hc->last_body_ms));
+            return;
+        }
+        if (!hc->req->resp_begun) {
+            ahg_httpd_respond_error(hc->req, 408, "TIMEOUT",
+                                    "the request body did not arrive in time", false);
+            return;
+        }
     }
     hc->state = HC_CLOSED;
     ahg_conn_close(hc->conn);

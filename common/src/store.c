@@ -103,8 +103,10 @@ struct rcmd {
 struct ahg_store {
     struct ahg_loop *loop;
     enum store_kind kind;
-    ahg_store_state_cb state_cb;
-    void *state_ud;
+    /* state listeners: every component sharing the store (all-in-one server) registers one */
+    ahg_store_state_cb state_cb[AHG_STORE_MAX_STATE_CBS];
+    void *state_ud[AHG_STORE_MAX_STATE_CBS];
+    size_t nstate;
 
     struct op *head, *tail;
     struct gate *gate;
@@ -481,8 +483,8 @@ redis_state_cb(struct ahg_redis *r, bool up, int err, void *ud)
         AHG_LOG_WARN("store: redis down: %s", ahg_strerror(err));
     else
         AHG_LOG_INFO("store: redis up");
-    if (s->state_cb)
-        s->state_cb(s, up, s->state_ud);
+    for (size_t i = 0; i < s->nstate; i++)
+        s->state_cb[i](s, up, s->state_ud[i]);
 }
 
 struct ahg_store *
@@ -633,13 +635,37 @@ out:
     return s;
 }
 
-void
+int
 ahg_store_on_state(struct ahg_store *s, ahg_store_state_cb cb, void *ud)
+{
+    if (!s || !cb)
+        return AHG_EINVAL;
+    for (size_t i = 0; i < s->nstate; i++)
+        if (s->state_cb[i] == cb && s->state_ud[i] == ud)
+            return AHG_OK;
+    if (s->nstate == AHG_STORE_MAX_STATE_CBS)
+        return AHG_ELIMIT;
+    s->state_cb[s->nstate] = cb;
+    s->state_ud[s->nstate] = ud;
+    s->nstate++;
+    return AHG_OK;
+}
+
+void
+ahg_store_off_state(struct ahg_store *s, ahg_store_state_cb cb, void *ud)
 {
     if (!s)
         return;
-    s->state_cb = cb;
-    s->state_ud = ud;
+    for (size_t i = 0; i < s->nstate; i++) {
+        if (s->state_cb[i] == cb && s->state_ud[i] == ud) {
+            for (size_t j = i + 1; j < s->nstate; j++) {
+                s->state_cb[j - 1] = s->state_cb[j];
+                s->state_ud[j - 1] = s->state_ud[j];
+            }
+            s->nstate--;
+            return;
+        }
+    }
 }
 
 bool

@@ -84,7 +84,13 @@ struct ahg_store *ahg_store_new_redis(struct ahg_loop *loop, const struct ahg_re
 struct ahg_store *ahg_store_new_url(struct ahg_loop *loop, const char *url, const char *password,
                                     bool tls_insecure, int *err);
 
-void ahg_store_on_state(struct ahg_store *s, ahg_store_state_cb cb, void *ud);
+/* Adds a listener for up/down changes (each component sharing the store adds its own; the same
+ * cb and ud twice count once). AHG_OK, AHG_EINVAL, or AHG_ELIMIT beyond
+ * AHG_STORE_MAX_STATE_CBS listeners. */
+#define AHG_STORE_MAX_STATE_CBS 8
+int ahg_store_on_state(struct ahg_store *s, ahg_store_state_cb cb, void *ud);
+/* Removes the listener added with this cb and ud (no-op when absent). */
+void ahg_store_off_state(struct ahg_store *s, ahg_store_state_cb cb, void *ud);
 bool ahg_store_is_up(const struct ahg_store *s);
 /* "memory" or "redis" */
 const char *ahg_store_kind(const struct ahg_store *s);

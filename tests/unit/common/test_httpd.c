@@ -86,6 +86,8 @@ on_request(struct ahg_httpd_req *r)
 
 struct exchange {
     int port;
+    const char *const *pieces; /* sent one after another, gap_ms apart (then send is ignored) */
+    unsigned gap_ms;
     const char *send;  /* bytes to send */
     size_t send_len;   /* 0 = strlen */
     unsigned pause_ms; /* pause after sending before reading */
@@ -103,8 +105,19 @@ client_main(void *arg)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)x->port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        size_t len = x->send_len ? x->send_len : strlen(x->send);
-        (void)!write(fd, x->send, len);
+        if (x->pieces) {
+            for (size_t i = 0; x->pieces[i]; i++) {
+                if (i) {
+                    struct timespec gap = {.tv_sec = x->gap_ms / 1000u,
+                                           .tv_nsec = (long)(x->gap_ms % 1000u) * 1000000L};
+                    nanosleep(&gap, NULL);
+                }
+                (void)!write(fd, x->pieces[i], strlen(x->pieces[i]));
+            }
+        } else {
+            size_t len = x->send_len ? x->send_len : strlen(x->send);
+            (void)!write(fd, x->send, len);
+        }
         if (x->pause_ms) {
             struct timespec ts = {.tv_sec = x->pause_ms / 1000u,
                                   .tv_nsec = (long)(x->pause_ms % 1000u) * 1000000L};
@@ -147,6 +160,31 @@ run(const char *send, size_t send_len, unsigned pause_ms, uint64_t header_timeou
     x->send = send;
     x->send_len = send_len;
     x->pause_ms = pause_ms;
+    x->loop = loop;
+    finished_ok = finished_bad = 0;
+    pthread_t th;
+    pthread_create(&th, NULL, client_main, x);
+    ahg_loop_run(loop);
+    pthread_join(th, NULL);
+    ahg_loop_free(loop);
+    return x;
+}
+
+/* Sends pieces gap_ms apart to a server whose idle timeout is idle_ms. */
+static struct exchange *
+run_trickle(const char *const *pieces, unsigned gap_ms, uint64_t idle_ms)
+{
+    struct ahg_loop *loop = ahg_loop_new(NULL);
+    assert_non_null(loop);
+    struct ahg_httpd_opts o = {.name = "t", .port = 0, .on_request = on_request};
+    o.idle_timeout_ms = idle_ms;
+    int err = 0;
+    struct ahg_httpd *s = ahg_httpd_new(loop, &o, &err);
+    assert_non_null(s);
+    struct exchange *x = calloc(1, sizeof(*x));
+    x->port = ahg_httpd_port(s);
+    x->pieces = pieces;
+    x->gap_ms = gap_ms;
     x->loop = loop;
     finished_ok = finished_bad = 0;
     pthread_t th;
@@ -274,6 +312,36 @@ test_httpd_http10_closes(void **state)
     free(x);
 }
 
+/* The body timeout counts from the last body bytes: a slow but steady upload is not cut off,
+ * a stalled one is (408 before an answer began, else the connection closes). */
+static void
+test_httpd_body_idle_timeout(void **state)
+{
+    (void)state;
+    static const char *const steady[] = {
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        NULL};
+    struct exchange *x = run_trickle(steady, 150, 400); /* 900 ms in all, gaps < 400 ms */
+    assert_non_null(strstr(x->got, "HTTP/1.1 200 OK\r\n"));
+    assert_null(strstr(x->got, "408"));
+    assert_non_null(strstr(x->got, "f\r\n0\r\n\r\n")); /* every byte echoed, body complete */
+    free(x);
+    static const char *const stalled[] = {
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nab", "cdef", NULL};
+    x = run_trickle(stalled, 900, 300);
+    /* the echo handler had begun its answer, so no 408 can follow: the connection closes
+     * before the body (and the answer) completes */
+    assert_true(x->closed);
+    assert_null(strstr(x->got, "0\r\n\r\n"));
+    free(x);
+}
+
 static void
 test_httpd_slowloris_gets_408(void **state)
 {
@@ -316,6 +384,7 @@ main(void)
         cmocka_unit_test(test_httpd_early_answer_drains_body),
         cmocka_unit_test(test_httpd_http10_closes),
         cmocka_unit_test(test_httpd_slowloris_gets_408),
+        cmocka_unit_test(test_httpd_body_idle_timeout),
         cmocka_unit_test(test_httpd_absolute_form_target),
         cmocka_unit_test(test_httpd_not_found_text),
     };

@@ -155,12 +155,13 @@ setup(void **state)
         assert_int_equal(err, AHG_OK);
         assert_string_equal(ahg_store_kind(f->s), "redis");
         int ups = 0;
-        ahg_store_on_state(f->s, state_cb, &ups);
+        assert_int_equal(ahg_store_on_state(f->s, state_cb, &ups), AHG_OK);
+        assert_int_equal(ahg_store_on_state(f->s, state_cb, &ups), AHG_OK); /* counted once */
         for (uint64_t end = ahg_now_ms() + 5000; !ahg_store_is_up(f->s) && ahg_now_ms() < end;)
             ahg_loop_run_once(f->loop);
         assert_true(ahg_store_is_up(f->s));
         assert_int_equal(ups, 1);
-        ahg_store_on_state(f->s, NULL, NULL);
+        ahg_store_off_state(f->s, state_cb, &ups);
     }
     *state = f;
     return 0;
@@ -577,8 +578,10 @@ test_store_redis_down_and_back(void **state)
         skip();
         return;
     }
-    int ups = 0;
-    ahg_store_on_state(f->s, state_cb, &ups);
+    int ups = 0, ups2 = 0;
+    assert_int_equal(ahg_store_on_state(f->s, state_cb, &ups), AHG_OK);
+    /* a second component sharing the store hears the same changes */
+    assert_int_equal(ahg_store_on_state(f->s, state_cb, &ups2), AHG_OK);
     int port = f->srv.port;
     rs_stop(&f->srv);
     for (uint64_t end = ahg_now_ms() + 5000; ahg_store_is_up(f->s) && ahg_now_ms() < end;)
@@ -593,6 +596,9 @@ test_store_redis_down_and_back(void **state)
         ahg_loop_run_once(f->loop);
     assert_true(ahg_store_is_up(f->s));
     assert_int_equal(ups, -1000 + 1);
+    assert_int_equal(ups2, -1000 + 1);
+    ahg_store_off_state(f->s, state_cb, &ups);
+    ahg_store_off_state(f->s, state_cb, &ups2);
     CALL(f, r, ahg_store_set(f->s, "k", "v", 1, 0, 0, res_cb, &r));
     expect_int(f, &r, 1);
 }
