@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for SECONDS (default 60)
-# from the committed corpora in tests/fuzz/corpus/<target>. New inputs go to the build directory;
+# from the committed corpora in tests/fuzz/corpus/<target>, AHG_FUZZ_JOBS (default: the number of
+# cores) targets at a time, with tests/fuzz/<target>.dict when present. New inputs go to the
+# build directory;
 # a crash stops the run with its reproducer path. Longer runs by hand: scripts/fuzz.sh 3600
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,24 +18,43 @@ mkdir -p "$(dirname "$BUILD")"
 CC=$CLANG cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DAHG_FUZZ=ON \
     -DAHG_SANITIZE=address,undefined >"$BUILD.configure.log" 2>&1 ||
     { cat "$BUILD.configure.log"; exit 1; }
-TARGETS="hcmsg query http sas"
+TARGETS="hcmsg query http sas config"
+build_args=()
+for t in $TARGETS; do build_args+=(--target "fuzz_$t"); done
+cmake --build "$BUILD" -j "$(nproc)" "${build_args[@]}" >"$BUILD.build.log" 2>&1 ||
+    { cat "$BUILD.build.log"; exit 1; }
+# The targets run AHG_FUZZ_JOBS (default: the number of cores) at a time, SECS each.
+JOBS=${AHG_FUZZ_JOBS:-$(nproc)}
+run_one() {
+    local t=$1 work="$BUILD/corpus-$1"
+    mkdir -p "$work" "$BUILD/artifacts"
+    local rc=0 dict=()
+    [ -f "$ROOT/tests/fuzz/$t.dict" ] && dict=(-dict="$ROOT/tests/fuzz/$t.dict")
+    "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=1024 "${dict[@]}" \
+        -artifact_prefix="$BUILD/artifacts/$t-" -print_final_stats=1 \
+        "$work" "$ROOT/tests/fuzz/corpus/$t" >"$BUILD/fuzz-$t.log" 2>&1 || rc=$?
+    echo "$rc" >"$BUILD/fuzz-$t.rc"
+}
+running=0
 for t in $TARGETS; do
-    cmake --build "$BUILD" -j "$(nproc)" --target "fuzz_$t" >"$BUILD.build-$t.log" 2>&1 ||
-        { cat "$BUILD.build-$t.log"; exit 1; }
+    echo "fuzz: $t for ${SECS}s"
+    run_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
 done
+wait
 fail=0
 for t in $TARGETS; do
-    work="$BUILD/corpus-$t"
-    mkdir -p "$work" "$BUILD/artifacts"
-    echo "fuzz: $t for ${SECS}s"
-    if ! "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=1024 \
-        -artifact_prefix="$BUILD/artifacts/$t-" -print_final_stats=1 \
-        "$work" "$ROOT/tests/fuzz/corpus/$t" >"$BUILD/fuzz-$t.log" 2>&1; then
+    if [ "$(cat "$BUILD/fuzz-$t.rc" 2>/dev/null)" != 0 ]; then
         echo "fuzz: $t FAILED; log $BUILD/fuzz-$t.log, reproducer in $BUILD/artifacts/"
         tail -40 "$BUILD/fuzz-$t.log"
         fail=1
     else
-        grep -E 'stat::number_of_executed_units|cov:' "$BUILD/fuzz-$t.log" | tail -2
+        echo "fuzz: $t ok: $(grep -E 'stat::number_of_executed_units' "$BUILD/fuzz-$t.log" |
+            tail -1) $(grep -oE 'cov: [0-9]+' "$BUILD/fuzz-$t.log" | tail -1)"
     fi
 done
 exit $fail

@@ -230,13 +230,35 @@ read_file(const char *path, size_t max, bool nul_ok, char **out, size_t *outlen)
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno;
-    buf = malloc(max + 2);
+    /* Sized from fstat (pipes and /proc report 0: start small) and grown up to max + 1, so a
+     * small file costs a small buffer, not max. */
+    struct stat st;
+    size_t cap = 4096;
+    if (fstat(fd, &st) == 0 && st.st_size > 0)
+        cap = (uintmax_t)st.st_size < max ? (size_t)st.st_size + 1 : max + 1;
+    if (cap > max + 1)
+        cap = max + 1;
+    buf = malloc(cap + 1);
     if (!buf) {
         (void)close(fd);
         return ENOMEM;
     }
     for (;;) {
-        ssize_t r = read(fd, buf + len, max + 1 - len);
+        if (len == cap) {
+            /* grow by copying (not realloc) so no stray copy of a secret is left unwiped */
+            size_t ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
+            char *nb = malloc(ncap + 1);
+            if (!nb) {
+                e = ENOMEM;
+                break;
+            }
+            memcpy(nb, buf, len);
+            memset(buf, 0, len);
+            free(buf);
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
         if (r < 0) {
             if (errno == EINTR)
                 continue;

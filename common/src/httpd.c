@@ -445,7 +445,9 @@ on_accept(struct ahg_listener *l, struct ahg_conn *c)
     hc->state = HC_HEAD;
     ahg_timer_init(&hc->timer, s->loop, hconn_timeout, hc);
     ahg_conn_set_ops(c, &hconn_ops, hc);
-    timer_arm(hc, s->opts.idle_timeout_ms);
+    /* A new connection must start its first request within the header timeout (idle
+     * connections that never send a byte are not kept for the keep-alive idle time). */
+    timer_arm(hc, s->opts.header_timeout_ms);
 }
 
 struct ahg_httpd *

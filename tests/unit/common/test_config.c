@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -939,6 +940,52 @@ test_config_yaml_file_size_is_capped(void **state)
     free(big);
 }
 
+/* A config file whose size fstat does not know (a pipe: st_size 0) is read by growing the
+ * buffer, and the 1 MiB cap still applies. (Found while fuzzing: the loader allocated 1 MiB for
+ * every file whatever its size.) */
+static void
+test_config_yaml_from_pipe_grows_and_is_capped(void **state)
+{
+    size_t n = 20000;
+    char *yaml = malloc(n + 64), arg[256];
+    int fds[2];
+    (void)state;
+
+    assert_non_null(yaml);
+    memset(yaml, '#', n); /* a long comment, then one value after several buffer growths */
+    (void)snprintf(yaml + n, 64, "\nlisten:\n  port: 7777\n");
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    assert_int_equal(close(fds[1]), 0);
+    (void)snprintf(arg, sizeof arg, "--config=/proc/self/fd/%d", fds[0]);
+    struct ahg_config *cfg = expect_ok(ARGS(arg), BASE_ENV);
+    assert_int_equal(ahg_config_int(cfg, "listen.port"), 7777);
+    ahg_config_free(cfg);
+    assert_int_equal(close(fds[0]), 0);
+    free(yaml);
+
+    /* over the cap through a pipe: the writer is a child, the pipe holds only 64 KiB */
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        static char chunk[4096];
+        memset(chunk, '#', sizeof chunk);
+        (void)close(fds[0]);
+        for (size_t done = 0; done <= AHG_CONFIG_MAX_FILE; done += sizeof chunk)
+            if (write(fds[1], chunk, sizeof chunk) < 0)
+                break;
+        _exit(0);
+    }
+    assert_int_equal(close(fds[1]), 0);
+    (void)snprintf(arg, sizeof arg, "--config=/proc/self/fd/%d", fds[0]);
+    expect_fail(AHG_ECONFIG, ARGS(arg), BASE_ENV);
+    assert_true(contains(errbuf, "larger than 1 MiB"));
+    assert_int_equal(close(fds[0]), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
 static void
 test_config_file_path_precedence(void **state)
 {
@@ -1350,6 +1397,7 @@ main(void)
         cmocka_unit_test(test_config_yaml_empty_file_sets_nothing),
         cmocka_unit_test(test_config_yaml_structure_errors),
         cmocka_unit_test(test_config_yaml_file_size_is_capped),
+        cmocka_unit_test(test_config_yaml_from_pipe_grows_and_is_capped),
         cmocka_unit_test(test_config_file_path_precedence),
         cmocka_unit_test(test_config_list_from_every_source),
         cmocka_unit_test(test_config_env_rules),

@@ -342,6 +342,18 @@ test_httpd_body_idle_timeout(void **state)
     free(x);
 }
 
+/* A connection that never sends a byte is closed after the header timeout, not kept for the
+ * (longer) keep-alive idle time. */
+static void
+test_httpd_silent_connection_closed(void **state)
+{
+    (void)state;
+    struct exchange *x = run("", 0, 600, 200);
+    assert_true(x->closed);
+    assert_int_equal(x->got_len, 0);
+    free(x);
+}
+
 static void
 test_httpd_slowloris_gets_408(void **state)
 {
@@ -384,6 +396,7 @@ main(void)
         cmocka_unit_test(test_httpd_early_answer_drains_body),
         cmocka_unit_test(test_httpd_http10_closes),
         cmocka_unit_test(test_httpd_slowloris_gets_408),
+        cmocka_unit_test(test_httpd_silent_connection_closed),
         cmocka_unit_test(test_httpd_body_idle_timeout),
         cmocka_unit_test(test_httpd_absolute_form_target),
         cmocka_unit_test(test_httpd_not_found_text),

@@ -1,0 +1,226 @@
+/*
+ * The attacks of test_attacks.c / test_load.c against the real gateway binary (memory store, no
+ * controller): no TLS below 1.2 on its public HTTPS listener; slowloris and 10,000 idle
+ * connections on its public listener while others are served. Measured numbers are printed as
+ * "rel: ..." lines (docs/reliability.md).
+ */
+#include "rel.h"
+
+#include <errno.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ahg/log.h"
+#include "ahg/net.h"
+
+#define CERT AHG_TEST_FIXTURES "/certs/server.pem"
+#define KEY  AHG_TEST_FIXTURES "/certs/server.key"
+
+struct gw {
+    struct ts_proc proc;
+    char dir[256], log[320];
+    int port, admin;
+};
+
+/* Starts the gateway binary on free ports (TLS when tls), with extra flags (may be NULL). */
+static void
+gw_start(struct gw *g, bool tls, const char *const *extra)
+{
+    memset(g, 0, sizeof(*g));
+    ts_mkdtemp(g->dir, sizeof(g->dir), "rel-gw");
+    (void)snprintf(g->log, sizeof(g->log), "%s/gateway.log", g->dir);
+    g->port = ts_free_port();
+    g->admin = ts_free_port();
+    char port[64], admin[64];
+    (void)snprintf(port, sizeof(port), "--listen-port=%d", g->port);
+    (void)snprintf(admin, sizeof(admin), "--admin-port=%d", g->admin);
+    static const char key[] = "--relay-sas-key=" TH_KEY;
+    const char *argv[24] = {GATEWAY_BIN,
+                            "--domain=gw.test",
+                            "--listen-address=127.0.0.1",
+                            port,
+                            admin,
+                            "--store-url=memory:",
+                            "--relay-endpoint=ws://127.0.0.1:9",
+                            key,
+                            "--log-level=debug"};
+    size_t n = 9;
+    if (tls) {
+        argv[n++] = "--tls-cert=" CERT;
+        argv[n++] = "--tls-key=" KEY;
+    }
+    for (size_t i = 0; extra && extra[i] && n < 23; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    ts_spawn(&g->proc, argv, NULL, g->log);
+    if (!ts_wait_port(g->admin, 20000) || !ts_wait_port(g->port, 20000)) {
+        char *out = ts_output(&g->proc);
+        fail_msg("the gateway did not start: %s", out ? out : "");
+    }
+}
+
+static void
+gw_stop(struct gw *g)
+{
+    ts_signal(&g->proc, SIGTERM);
+    int st = ts_wait_exit(&g->proc, 40000);
+    if (st != 0) {
+        char *out = ts_output(&g->proc);
+        ts_kill(&g->proc);
+        fail_msg("gateway exit status %d; output:\n%s", st, out ? out : "");
+    }
+    ts_rmtree(g->dir);
+}
+
+static void
+test_gateway_tls_minimum_version(void **state)
+{
+    (void)state;
+    struct gw g;
+    gw_start(&g, true, NULL);
+    const struct {
+        const char *name;
+        int ver;
+        bool ok;
+    } vers[] = {{"TLSv1.0", TLS1_VERSION, false},
+                {"TLSv1.1", TLS1_1_VERSION, false},
+                {"TLSv1.2", TLS1_2_VERSION, true},
+                {"TLSv1.3", TLS1_3_VERSION, true}};
+    char why[256];
+    for (size_t j = 0; j < sizeof(vers) / sizeof(vers[0]); j++) {
+        int reason = rel_tls_try(g.port, vers[j].ver, why, sizeof(why));
+        (void)printf("rel: tls gateway public %s -> %s\n", vers[j].name,
+                     reason == 0 ? "handshake ok" : why);
+        if (vers[j].ok && reason != 0)
+            fail_msg("gateway %s refused: %s", vers[j].name, why);
+        if (!vers[j].ok && reason != SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
+            fail_msg("gateway %s: expected the server's protocol_version alert, got %s",
+                     vers[j].name, reason == 0 ? "a handshake" : why);
+    }
+    gw_stop(&g);
+}
+
+static void
+test_gateway_slowloris_and_idle_connections(void **state)
+{
+    (void)state;
+    const size_t nidle = 10000, nslow = 50, n = nidle + nslow;
+    if (!rel_raise_nofile((unsigned long)n + 512)) {
+        (void)printf("rel: SKIP gateway slowloris/idle: cannot raise RLIMIT_NOFILE\n");
+        skip();
+    }
+    struct gw g;
+    gw_start(&g, false, NULL);
+    long rss0 = rel_rss_kb(g.proc.pid);
+    int *fds = calloc(n, sizeof(int));
+    char *done = calloc(n, 1);
+    struct pollfd *pf = calloc(n, sizeof(*pf));
+    assert_non_null(fds);
+    assert_non_null(done);
+    assert_non_null(pf);
+    uint64_t t0 = ahg_now_ms();
+    size_t connected = rel_open_conns(g.port, fds, n, 40000);
+    (void)printf("rel: gateway slowloris/idle: %zu of %zu connections up in %llu ms\n", connected,
+                 n, (unsigned long long)(ahg_now_ms() - t0));
+    assert_int_equal(connected, n);
+    static const char part[] = "GET / HTTP/1.1\r\nHost: a.gw.test\r\nX-Slow: ";
+    for (size_t i = 0; i < nslow; i++) {
+        pf[0] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+        assert_int_equal(poll(pf, 1, 10000), 1);
+        assert_true(send(fds[i], part, sizeof(part) - 1, MSG_NOSIGNAL) > 0);
+    }
+    unsigned ok = 0, asked = 0;
+    long rss_peak = 0, fd_peak = 0;
+    for (int s = 0; s < 8; s++) {
+        for (size_t i = 0; i < nslow; i++)
+            (void)send(fds[i], "a", 1, MSG_NOSIGNAL);
+        asked++;
+        ok += rel_get_status(g.admin, "/healthz") == 200;
+        /* a public request from someone else: an unknown tunnel, answered (404) meanwhile */
+        struct ts_req q = {.url = "http://nosuch.gw.test/", .timeout_ms = 10000};
+        char ct[64];
+        (void)snprintf(ct, sizeof(ct), "127.0.0.1:%d", g.port);
+        q.connect_to = ct;
+        struct ts_resp resp;
+        ts_http(&q, &resp);
+        asked++;
+        ok += resp.status == 404;
+        ts_resp_free(&resp);
+        long rss = rel_rss_kb(g.proc.pid), nfd = rel_fd_count(g.proc.pid);
+        rss_peak = rss > rss_peak ? rss : rss_peak;
+        fd_peak = nfd > fd_peak ? nfd : fd_peak;
+        struct timespec ts = {.tv_sec = 1};
+        (void)nanosleep(&ts, NULL); /* the attacker's pace, not synchronisation */
+    }
+    size_t n408 = 0, nclosed = 0, slow408 = 0, slow_left = nslow;
+    uint64_t end = ahg_now_ms() + 30000;
+    while (slow_left > 0 && ahg_now_ms() < end) {
+        for (size_t i = 0; i < n; i++)
+            pf[i] = (struct pollfd){.fd = done[i] ? -1 : fds[i], .events = POLLIN};
+        if (poll(pf, n, 500) <= 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[512];
+            ssize_t got = recv(fds[i], buf, sizeof(buf) - 1, 0);
+            if (got > 0) {
+                buf[got] = '\0';
+                if (strncmp(buf, "HTTP/1.1 408", 12) == 0) {
+                    n408++;
+                    slow408 += i < nslow;
+                }
+            } else {
+                nclosed++;
+            }
+            done[i] = 1;
+            slow_left -= i < nslow;
+        }
+    }
+    size_t idle_open = 0;
+    for (size_t i = nslow; i < n; i++)
+        idle_open += !done[i];
+    for (size_t i = 0; i < n; i++)
+        (void)close(fds[i]);
+    asked++;
+    ok += rel_get_status(g.admin, "/healthz") == 200;
+    long rss_after = rel_rss_kb(g.proc.pid);
+    (void)printf("rel: gateway slowloris/idle: %zu connections (%zu slowloris); %u/%u other "
+                 "requests answered meanwhile; 408 on %zu (%zu of %zu slowloris), closed without "
+                 "answer %zu; idle connections still held at the end: %zu of %zu\n",
+                 n, nslow, ok, asked, n408, slow408, nslow, nclosed, idle_open, nidle);
+    (void)printf("rel: gateway slowloris/idle: %ld open fds at the peak; RSS baseline %ld KiB, "
+                 "with %zu connections %ld KiB (%.1f KiB per connection), after close %ld KiB\n",
+                 fd_peak, rss0, n, rss_peak, (double)(rss_peak - rss0) / (double)n, rss_after);
+    assert_int_equal(ok, asked);
+    assert_int_equal(slow408, nslow);
+    assert_true(fd_peak >= (long)n);
+    assert_true(rss_peak - rss0 < (long)(n * 64));
+    free(pf);
+    free(done);
+    free(fds);
+    gw_stop(&g);
+}
+
+int
+main(void)
+{
+    (void)signal(SIGPIPE, SIG_IGN);
+    (void)setvbuf(stdout, NULL, _IOLBF, 0);
+    ahg_log_setup("rel-test", AHG_LOG_FORMAT_TEXT, AHG_LOG_LVL_ERROR, 2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gateway_tls_minimum_version),
+        cmocka_unit_test(test_gateway_slowloris_and_idle_connections),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
