@@ -18,6 +18,11 @@
 #include "ahg/wsconn.h"
 #include "gw/gateway.h"
 
+/* Idle relay streams kept per tunnel by default: enough that a burst of a few dozen
+ * concurrent visitors finds warm streams (16 made most requests at 64 connections pay a
+ * rendezvous in bench/run.sh). */
+#define GW_POOL_MAX_IDLE_DEFAULT 128u
+
 #define GW_ID_MAX    64
 #define GW_HC_MAX    128
 #define GW_HOST_MAX  256

@@ -300,7 +300,7 @@ st_to_idle(struct gw_stream *st)
     ahg_list_push_front(&t->idle, &st->node);
     ahg_timer_start(&st->idle_timer,
                     gw->o.pool_idle_timeout_ms ? gw->o.pool_idle_timeout_ms : 60000);
-    unsigned max = gw->o.pool_max_idle ? gw->o.pool_max_idle : 16;
+    unsigned max = gw->o.pool_max_idle ? gw->o.pool_max_idle : GW_POOL_MAX_IDLE_DEFAULT;
     while (t->idle.count > max) {
         struct gw_stream *old = AHG_LIST_ENTRY(t->idle.head->prev, struct gw_stream, node);
         st_close(old, true);
@@ -1416,7 +1416,7 @@ prewarm_tick(struct ahg_timer *tm)
     bool rotate = now - gw->window_start_ms >= window;
     if (rotate)
         gw->window_start_ms = now;
-    unsigned max = gw->o.pool_max_idle ? gw->o.pool_max_idle : 16;
+    unsigned max = gw->o.pool_max_idle ? gw->o.pool_max_idle : GW_POOL_MAX_IDLE_DEFAULT;
     ahg_list_foreach_safe (n, tmp, &gw->tunnels) {
         struct gw_tunnel *t = AHG_LIST_ENTRY(n, struct gw_tunnel, node);
         if (rotate) {

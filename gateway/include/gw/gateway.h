@@ -68,7 +68,7 @@ struct ahg_gw_opts {
     size_t cache_max;                     /* 0 = 100000 entries */
     int port;                             /* public port; 0 = any free port */
     int admin_port;                       /* < 0 = no admin listener, 0 = any free port */
-    unsigned pool_max_idle;               /* idle streams kept per tunnel; 0 = 16 */
+    unsigned pool_max_idle;               /* idle streams kept per tunnel; 0 = 128 */
     bool relay_insecure;                  /* skip relay certificate checks (tests only) */
     bool prewarm_off;                     /* no background pre-dial */
     bool access_log;                      /* one JSON line per request */
