@@ -22,6 +22,8 @@
  * concurrent visitors finds warm streams (16 made most requests at 64 connections pay a
  * rendezvous in bench/run.sh). */
 #define GW_POOL_MAX_IDLE_DEFAULT 128u
+/* Background pre-dials started per 500 ms tick across all tunnels. */
+#define GW_PREWARM_DIALS_PER_TICK 64u
 
 #define GW_ID_MAX    64
 #define GW_HC_MAX    128

@@ -1417,6 +1417,9 @@ prewarm_tick(struct ahg_timer *tm)
     if (rotate)
         gw->window_start_ms = now;
     unsigned max = gw->o.pool_max_idle ? gw->o.pool_max_idle : GW_POOL_MAX_IDLE_DEFAULT;
+    /* background dials started per tick, over all tunnels: with thousands of recently active
+     * tunnels the pre-dial must not turn into a rendezvous storm that slows real requests */
+    unsigned budget = GW_PREWARM_DIALS_PER_TICK;
     ahg_list_foreach_safe (n, tmp, &gw->tunnels) {
         struct gw_tunnel *t = AHG_LIST_ENTRY(n, struct gw_tunnel, node);
         if (rotate) {
@@ -1435,7 +1438,7 @@ prewarm_tick(struct ahg_timer *tm)
         if (want > max)
             want = max;
         unsigned have = (unsigned)t->idle.count + t->dialing;
-        for (unsigned k = 0; have < want && k < 4; k++, have++)
+        for (unsigned k = 0; have < want && k < 4 && budget > 0; k++, have++, budget--)
             (void)st_dial(t, NULL, false);
     }
     ahg_timer_start(tm, 500);
