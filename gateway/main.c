@@ -50,7 +50,7 @@ static const struct ahg_opt_def opts[] = {
      .help = "numeric address of the admin listener (/healthz /readyz /metrics)"},
     {.name = "admin.port",
      .type = AHG_OPT_INT,
-     .def = "9090",
+     .def = "9091",
      .min = -1,
      .max = 65535,
      .help = "port of the admin listener (-1 = none)"},

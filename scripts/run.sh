@@ -69,6 +69,7 @@ echo "run: server on http://*.localhost:$SERVER_PORT (log: $STATE/server.log)"
 if ! port_busy "$PORT"; then
     setsid "$CLI" demo --port "$PORT" >"$STATE/demo.log" 2>&1 &
     pids+=($!)
+    for _ in $(seq 1 50); do port_busy "$PORT" && break; sleep 0.1; done
     echo "run: nothing listened on port $PORT, so the demo app serves it (log: $STATE/demo.log)"
 fi
 
