@@ -677,21 +677,30 @@ create_claim(struct ctl_req *q)
                                 on_claim, q));
 }
 
-static void
-on_create_keys(void *ud, int err)
+/* The relay keys are loaded (or not): false when the request cannot go on (abandoned, or
+ * answered 503 here). */
+static bool
+keys_back(struct ctl_req *q, int err)
 {
-    struct ctl_req *q = ud;
     q->keywait = false;
     if (!q->ctl || q->answered) {
         req_maybe_free(q);
-        return;
+        return false;
     }
     if (err != AHG_OK) {
         answer_err(q, 503, "unavailable",
                    "the relay keys cannot be read through Azure Resource Manager; try again");
-        return;
+        return false;
     }
-    create_claim(q);
+    return true;
+}
+
+static void
+on_create_keys(void *ud, int err)
+{
+    struct ctl_req *q = ud;
+    if (keys_back(q, err))
+        create_claim(q);
 }
 
 static void
@@ -1193,17 +1202,8 @@ static void
 on_renew_keys(void *ud, int err)
 {
     struct ctl_req *q = ud;
-    q->keywait = false;
-    if (!q->ctl || q->answered) {
-        req_maybe_free(q);
-        return;
-    }
-    if (err != AHG_OK) {
-        answer_err(q, 503, "unavailable",
-                   "the relay keys cannot be read through Azure Resource Manager; try again");
-        return;
-    }
-    do_renew(q);
+    if (keys_back(q, err))
+        do_renew(q);
 }
 
 static void
