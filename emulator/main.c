@@ -54,25 +54,13 @@ main(int argc, char **argv)
         .nopts = n,
     };
     struct ahg_config *cfg = NULL;
-    char err[512] = "";
-    int rc = ahg_config_load(&cfg, &spec, argc, argv, NULL, err, sizeof(err));
-    if (rc != AHG_OK) {
-        (void)fprintf(stderr, "azhexgate-emulator: %s\n%s", err,
-                      rc == AHG_EUSAGE ? "Try 'azhexgate-emulator --help'.\n" : "");
-        free(opts);
-        return ahg_err_exit_code(rc);
-    }
-    int code = ahg_config_run_builtin(cfg, &spec, stdout);
+    int code = ahg_config_main(&cfg, &spec, argc, argv);
     if (code >= 0) {
-        ahg_config_free(cfg);
         free(opts);
         return code;
     }
-    enum ahg_log_format lf = AHG_LOG_FORMAT_TEXT;
-    enum ahg_log_level ll = AHG_LOG_LVL_INFO;
-    ahg_log_format_parse(ahg_config_str(cfg, "log_format"), &lf);
-    ahg_log_level_parse(ahg_config_str(cfg, "log_level"), &ll);
-    ahg_log_setup("emulator", lf, ll, 2);
+    ahg_config_log_setup(cfg, "emulator", AHG_LOG_FORMAT_TEXT);
+    char err[512] = "";
 
     the_loop = ahg_loop_new(NULL);
     if (!the_loop) {

@@ -238,23 +238,10 @@ main(int argc, char **argv)
         .nopts = sizeof(opts) / sizeof(opts[0]),
     };
     struct ahg_config *cfg = NULL;
-    char err[512] = "";
-    int rc = ahg_config_load(&cfg, &spec, argc, argv, NULL, err, sizeof(err));
-    if (rc != AHG_OK) {
-        (void)fprintf(stderr, PROG ": %s\n%s", err,
-                      rc == AHG_EUSAGE ? "Try '" PROG " --help'.\n" : "");
-        return ahg_err_exit_code(rc);
-    }
-    int code = ahg_config_run_builtin(cfg, &spec, stdout);
-    if (code >= 0) {
-        ahg_config_free(cfg);
+    int code = ahg_config_main(&cfg, &spec, argc, argv);
+    if (code >= 0)
         return code;
-    }
-    enum ahg_log_format lf = AHG_LOG_FORMAT_JSON;
-    enum ahg_log_level ll = AHG_LOG_LVL_INFO;
-    (void)ahg_log_format_parse(ahg_config_str(cfg, "log_format"), &lf);
-    (void)ahg_log_level_parse(ahg_config_str(cfg, "log_level"), &ll);
-    ahg_log_setup("gateway", lf, ll, 2);
+    ahg_config_log_setup(cfg, "gateway", AHG_LOG_FORMAT_JSON);
 
     const char *auth = ahg_config_str(cfg, "relay.auth");
     const char *key = ahg_config_str(cfg, "relay.sas_key");

@@ -5,6 +5,7 @@
 #include "ahg/config.h"
 
 #include "ahg/err.h"
+#include "ahg/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -2190,4 +2191,43 @@ ahg_config_run_builtin(const struct ahg_config *cfg, const struct ahg_config_spe
     }
     (void)fflush(out);
     return AHG_EXIT_OK;
+}
+
+int
+ahg_config_main(struct ahg_config **out, const struct ahg_config_spec *spec, int argc,
+                char *const argv[])
+{
+    char err[512] = "";
+    const char *prog = spec->prog ? spec->prog : "";
+
+    *out = NULL;
+    int rc = ahg_config_load(out, spec, argc, argv, NULL, err, sizeof err);
+    if (rc != AHG_OK) {
+        (void)fprintf(stderr, "%s: %s\n", prog, err);
+        if (rc == AHG_EUSAGE)
+            (void)fprintf(stderr, "Try '%s --help'.\n", prog);
+        *out = NULL;
+        return ahg_err_exit_code(rc);
+    }
+    int code = ahg_config_run_builtin(*out, spec, stdout);
+    if (code >= 0) {
+        ahg_config_free(*out);
+        *out = NULL;
+        return code;
+    }
+    return -1;
+}
+
+void
+ahg_config_log_setup(const struct ahg_config *cfg, const char *comp, int default_format)
+{
+    enum ahg_log_format lf = (enum ahg_log_format)default_format;
+    enum ahg_log_level ll = AHG_LOG_LVL_INFO;
+    const char *f = ahg_config_str(cfg, "log_format");
+    const char *l = ahg_config_str(cfg, "log_level");
+    if (f)
+        (void)ahg_log_format_parse(f, &lf);
+    if (l)
+        (void)ahg_log_level_parse(l, &ll);
+    ahg_log_setup(comp, lf, ll, 2);
 }

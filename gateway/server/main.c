@@ -516,24 +516,13 @@ main(int argc, char **argv)
     struct server s;
     memset(&s, 0, sizeof(s));
     char err[512] = "";
-    int rc = ahg_config_load(&s.cfg, &spec, argc, argv, NULL, err, sizeof(err));
-    if (rc != AHG_OK) {
-        (void)fprintf(stderr, PROG ": %s\n%s", err,
-                      rc == AHG_EUSAGE ? "Try '" PROG " --help'.\n" : "");
-        free(opts);
-        return ahg_err_exit_code(rc);
-    }
-    int code = ahg_config_run_builtin(s.cfg, &spec, stdout);
+    int code = ahg_config_main(&s.cfg, &spec, argc, argv);
     if (code >= 0) {
-        ahg_config_free(s.cfg);
         free(opts);
         return code;
     }
-    enum ahg_log_format lf = AHG_LOG_FORMAT_TEXT;
-    enum ahg_log_level ll = AHG_LOG_LVL_INFO;
-    ahg_log_format_parse(ahg_config_str(s.cfg, "log_format"), &lf);
-    ahg_log_level_parse(ahg_config_str(s.cfg, "log_level"), &ll);
-    ahg_log_setup("server", lf, ll, 2);
+    ahg_config_log_setup(s.cfg, "server", AHG_LOG_FORMAT_TEXT);
+    int rc;
 
     s.loop = ahg_loop_new(NULL);
     if (!s.loop) {

@@ -197,4 +197,19 @@ int ahg_config_run_builtin(const struct ahg_config *cfg, const struct ahg_config
 /* Frees cfg and every value it owns (secret values are wiped first). NULL is a no-op. */
 void ahg_config_free(struct ahg_config *cfg);
 
+/*
+ * The start of every main(): loads the configuration (errors go to stderr as
+ * "<prog>: <reason>", plus "Try '<prog> --help'." for usage errors) and runs the built-in
+ * actions (--help, --version, --print-config, --check-config, --help-markdown). Returns -1 when
+ * main should go on with *out, else the exit code to return (*out is then NULL).
+ */
+int ahg_config_main(struct ahg_config **out, const struct ahg_config_spec *spec, int argc,
+                    char *const argv[]);
+
+/*
+ * Sets up logging from the options "log_format" and "log_level" of cfg (when the table has
+ * them; else fmt and info), for component comp, on stderr.
+ */
+void ahg_config_log_setup(const struct ahg_config *cfg, const char *comp, int default_format);
+
 #endif /* AHG_CONFIG_H */
