@@ -19,16 +19,7 @@
 #include "ctl/controller.h"
 
 static const struct ahg_opt_def main_opts[] = {
-    {.name = "log_format",
-     .type = AHG_OPT_ENUM,
-     .def = "json",
-     .choices = "text|json",
-     .help = "log line format"},
-    {.name = "log_level",
-     .type = AHG_OPT_ENUM,
-     .def = "info",
-     .choices = "debug|info|warn|error",
-     .help = "lowest level logged"},
+    AHG_OPTS_LOG("json"),
     {.name = "controller.listen.addr",
      .type = AHG_OPT_STRING,
      .def = "127.0.0.1",

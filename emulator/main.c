@@ -14,16 +14,7 @@
 #include "emu/emulator.h"
 
 static const struct ahg_opt_def common_opts[] = {
-    {.name = "log_format",
-     .type = AHG_OPT_ENUM,
-     .def = "text",
-     .choices = "text|json",
-     .help = "log line format"},
-    {.name = "log_level",
-     .type = AHG_OPT_ENUM,
-     .def = "info",
-     .choices = "debug|info|warn|error",
-     .help = "lowest level logged"},
+    AHG_OPTS_LOG("text"),
 };
 
 static struct ahg_loop *the_loop;

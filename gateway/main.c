@@ -177,16 +177,7 @@ static const struct ahg_opt_def opts[] = {
      .type = AHG_OPT_BOOL,
      .def = "true",
      .help = "one JSON line per request on stderr"},
-    {.name = "log_format",
-     .type = AHG_OPT_ENUM,
-     .def = "json",
-     .choices = "json|text",
-     .help = "log line format"},
-    {.name = "log_level",
-     .type = AHG_OPT_ENUM,
-     .def = "info",
-     .choices = "debug|info|warn|error",
-     .help = "lowest level logged"},
+    AHG_OPTS_LOG("json"),
 };
 
 static struct ahg_loop *the_loop;

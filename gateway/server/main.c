@@ -36,16 +36,7 @@
 #define PROG "azhexgate-server"
 
 static const struct ahg_opt_def server_opts[] = {
-    {.name = "log_format",
-     .type = AHG_OPT_ENUM,
-     .def = "text",
-     .choices = "text|json",
-     .help = "log line format"},
-    {.name = "log_level",
-     .type = AHG_OPT_ENUM,
-     .def = "info",
-     .choices = "debug|info|warn|error",
-     .help = "lowest level logged"},
+    AHG_OPTS_LOG("text"),
     {.name = "server.bind",
      .flag = "bind",
      .type = AHG_OPT_STRING,

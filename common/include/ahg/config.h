@@ -203,6 +203,19 @@ void ahg_config_free(struct ahg_config *cfg);
  * actions (--help, --version, --print-config, --check-config, --help-markdown). Returns -1 when
  * main should go on with *out, else the exit code to return (*out is then NULL).
  */
+/* The two logging options every server binary has (read by ahg_config_log_setup), for option
+ * tables: AHG_OPTS_LOG("json"), with the default format as a string literal. */
+#define AHG_OPTS_LOG(default_format)                                                               \
+    {.name = "log_format",                                                                         \
+     .type = AHG_OPT_ENUM,                                                                         \
+     .def = default_format,                                                                        \
+     .choices = "text|json",                                                                       \
+     .help = "log line format"},                                                                   \
+    {                                                                                              \
+        .name = "log_level", .type = AHG_OPT_ENUM, .def = "info",                                  \
+        .choices = "debug|info|warn|error", .help = "lowest level logged"                          \
+    }
+
 int ahg_config_main(struct ahg_config **out, const struct ahg_config_spec *spec, int argc,
                     char *const argv[]);
 
