@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahg/admin.h"
 #include "ahg/buf.h"
 #include "ahg/config.h"
 #include "ahg/err.h"
@@ -107,35 +108,14 @@ api_request(struct ahg_httpd_req *r)
                                   true);
 }
 
-static void
-admin_request(struct ahg_httpd_req *r)
+static bool
+admin_ready(void *ud, char *why, size_t whysz)
 {
-    struct app *a = ahg_httpd_ud(ahg_httpd_req_server(r));
-    const char *path = ahg_httpd_req_path(r);
-    if (!strcmp(path, "/healthz")) {
-        (void)ahg_httpd_respond(r, 200, "text/plain", "ok\n", 3, NULL);
-        return;
-    }
-    if (!strcmp(path, "/readyz")) {
-        bool ok = ahg_ctl_ready(a->ctl);
-        (void)ahg_httpd_respond(r, ok ? 200 : 503, "text/plain", ok ? "ready\n" : "not ready\n",
-                                ok ? 6 : 10, NULL);
-        return;
-    }
-    if (!strcmp(path, "/metrics")) {
-        struct ahg_buf b;
-        ahg_buf_init(&b, (size_t)4 * 1024 * 1024);
-        if (ahg_metrics_render(ahg_ctl_metrics(a->ctl), &b) != AHG_OK) {
-            ahg_buf_free(&b);
-            (void)ahg_httpd_respond_error(r, 500, "internal", "cannot render metrics", false);
-            return;
-        }
-        (void)ahg_httpd_respond(r, 200, AHG_METRICS_CONTENT_TYPE, ahg_buf_data(&b), ahg_buf_len(&b),
-                                NULL);
-        ahg_buf_free(&b);
-        return;
-    }
-    (void)ahg_httpd_respond_error(r, 404, "not_found", "try /healthz, /readyz or /metrics", false);
+    struct app *a = ud;
+    if (ahg_ctl_ready(a->ctl))
+        return true;
+    (void)snprintf(why, whysz, "not ready: store, API keys or relay keys not available");
+    return false;
 }
 
 static void
@@ -276,11 +256,18 @@ main(int argc, char **argv)
                                       (int)ahg_config_int(cfg, "controller.listen.port"),
                                       ahg_config_str(cfg, "controller.listen.cert"),
                                       ahg_config_str(cfg, "controller.listen.key"), api_request);
-    struct ahg_httpd *admin =
-        api ? listen_on(&a, "ctl-admin", ahg_config_str(cfg, "controller.admin.addr"),
-                        (int)ahg_config_int(cfg, "controller.admin.port"), NULL, NULL,
-                        admin_request)
-            : NULL;
+    struct ahg_admin_opts ao = {
+        .name = "ctl-admin",
+        .iface = ahg_config_str(cfg, "controller.admin.addr"),
+        .port = (int)ahg_config_int(cfg, "controller.admin.port"),
+        .ready = admin_ready,
+        .ud = &a,
+        .metrics = ahg_ctl_metrics(a.ctl),
+    };
+    struct ahg_httpd *admin = api ? ahg_admin_new(a.loop, &ao, &rc) : NULL;
+    if (api && !admin)
+        AHG_LOG_ERROR("cannot listen on %s:%d for the admin listener (%s)", ao.iface, ao.port,
+                      rc == AHG_EIO ? "address in use or not available" : ahg_strerror(rc));
     if (!api || !admin)
         goto out;
     AHG_LOG_INFO("controller: API on %s:%d, admin on %s:%d",

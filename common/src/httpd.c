@@ -450,6 +450,15 @@ on_accept(struct ahg_listener *l, struct ahg_conn *c)
     timer_arm(hc, s->opts.header_timeout_ms);
 }
 
+static void
+httpd_free(void *ud)
+{
+    struct ahg_httpd *s = ud;
+    if (s->opts.on_free)
+        s->opts.on_free(s->opts.ud);
+    free(s);
+}
+
 struct ahg_httpd *
 ahg_httpd_new(struct ahg_loop *loop, const struct ahg_httpd_opts *opts, int *err)
 {
@@ -476,7 +485,7 @@ ahg_httpd_new(struct ahg_loop *loop, const struct ahg_httpd_opts *opts, int *err
         .on_accept = on_accept,
         .ud = s,
     };
-    lo.on_free = free; /* the server lives as long as its listener */
+    lo.on_free = httpd_free; /* the server lives as long as its listener */
     s->listener = ahg_listener_new(loop, &lo, err);
     if (!s->listener) {
         free(s);

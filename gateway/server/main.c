@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ahg/admin.h"
 #include "ahg/azid.h"
 #include "ahg/buf.h"
 #include "ahg/config.h"
@@ -161,34 +162,16 @@ struct server {
     char relay_map[384];
 };
 
-static void
-admin_request(struct ahg_httpd_req *r)
+static bool
+admin_ready(void *ud, char *why, size_t whysz)
 {
-    struct server *s = ahg_httpd_ud(ahg_httpd_req_server(r));
-    const char *path = ahg_httpd_req_path(r);
-    if (!strcmp(path, "/healthz")) {
-        (void)ahg_httpd_respond(r, 200, "text/plain", "ok\n", 3, NULL);
-    } else if (!strcmp(path, "/readyz")) {
-        bool gw = ahg_gw_ready(s->gw), ctl = ahg_ctl_ready(s->ctl);
-        char body[96];
-        int n = snprintf(body, sizeof(body), "%s\ngateway: %s\ncontroller: %s\n",
-                         gw && ctl ? "ready" : "not ready", gw ? "ready" : "not ready",
-                         ctl ? "ready" : "not ready");
-        (void)ahg_httpd_respond(r, gw && ctl ? 200 : 503, "text/plain", body, n > 0 ? (size_t)n : 0,
-                                NULL);
-    } else if (!strcmp(path, "/metrics")) {
-        struct ahg_buf b;
-        ahg_buf_init(&b, (size_t)8 * 1024 * 1024);
-        if (ahg_metrics_render(s->metrics, &b) != AHG_OK)
-            (void)ahg_httpd_respond_error(r, 500, "internal", "cannot render metrics", false);
-        else
-            (void)ahg_httpd_respond(r, 200, AHG_METRICS_CONTENT_TYPE, ahg_buf_data(&b),
-                                    ahg_buf_len(&b), NULL);
-        ahg_buf_free(&b);
-    } else {
-        (void)ahg_httpd_respond_error(r, 404, "not_found", "try /healthz, /readyz or /metrics",
-                                      false);
-    }
+    struct server *s = ud;
+    bool gw = ahg_gw_ready(s->gw), ctl = ahg_ctl_ready(s->ctl);
+    if (gw && ctl)
+        return true;
+    (void)snprintf(why, whysz, "not ready: gateway %s, controller %s", gw ? "ready" : "not ready",
+                   ctl ? "ready" : "not ready");
+    return false;
 }
 
 static void
@@ -435,14 +418,15 @@ start(struct server *s, char *err, size_t errlen)
 
     int admin_port = (int)ahg_config_int(cfg, "server.admin_port");
     if (admin_port >= 0) {
-        struct ahg_httpd_opts ho = {
+        struct ahg_admin_opts ao = {
             .name = "server-admin",
             .iface = ahg_config_str(cfg, "server.bind"),
             .port = admin_port,
-            .on_request = admin_request,
+            .ready = admin_ready,
             .ud = s,
+            .metrics = s->metrics,
         };
-        s->admin = ahg_httpd_new(s->loop, &ho, &rc);
+        s->admin = ahg_admin_new(s->loop, &ao, &rc);
         if (!s->admin) {
             (void)snprintf(err, errlen, "admin listener on port %d: %s", admin_port,
                            rc == AHG_EIO ? "address in use or not available" : ahg_strerror(rc));

@@ -12,6 +12,7 @@
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 
+#include "ahg/admin.h"
 #include "ahg/buf.h"
 #include "ahg/err.h"
 #include "ahg/log.h"
@@ -169,34 +170,14 @@ on_public_request(struct ahg_httpd_req *r)
 
 /* ---- admin ---- */
 
-static void
-on_admin_request(struct ahg_httpd_req *r)
+static bool
+admin_ready(void *ud, char *why, size_t whysz)
 {
-    struct gw *gw = ahg_httpd_ud(ahg_httpd_req_server(r));
-    const char *path = ahg_httpd_req_path(r);
-    if (strcmp(path, "/healthz") == 0) {
-        (void)ahg_httpd_respond(r, 200, "text/plain; charset=utf-8", "ok\n", 3, NULL);
-    } else if (strcmp(path, "/readyz") == 0) {
-        if (ahg_gw_ready((const struct ahg_gw *)gw))
-            (void)ahg_httpd_respond(r, 200, "text/plain; charset=utf-8", "ready\n", 6, NULL);
-        else
-            (void)ahg_httpd_respond(r, 503, "text/plain; charset=utf-8",
-                                    gw->draining ? "draining\n" : "store unreachable\n",
-                                    gw->draining ? 9 : 18, NULL);
-    } else if (strcmp(path, "/metrics") == 0) {
-        struct ahg_buf b;
-        ahg_buf_init(&b, (size_t)4 * 1024 * 1024);
-        if (ahg_metrics_render(gw->metrics, &b) == AHG_OK)
-            (void)ahg_httpd_respond(r, 200, AHG_METRICS_CONTENT_TYPE, ahg_buf_data(&b),
-                                    ahg_buf_len(&b), NULL);
-        else
-            (void)ahg_httpd_respond_error(r, 500, "internal", "metrics could not be rendered",
-                                          false);
-        ahg_buf_free(&b);
-    } else {
-        (void)ahg_httpd_respond_error(r, 404, "not_found", "try /healthz, /readyz or /metrics",
-                                      false);
-    }
+    struct gw *gw = ud;
+    if (ahg_gw_ready((const struct ahg_gw *)gw))
+        return true;
+    (void)snprintf(why, whysz, "%s", gw->draining ? "draining" : "store unreachable");
+    return false;
 }
 
 static double
@@ -375,14 +356,15 @@ ahg_gw_new(struct ahg_loop *loop, struct ahg_store *store, const struct ahg_gw_o
     if (opts->admin_port >= 0) {
         char aname[64];
         (void)snprintf(aname, sizeof(aname), "gw-admin-%u", seq++);
-        struct ahg_httpd_opts ao = {
+        struct ahg_admin_opts ao = {
             .name = aname,
             .iface = gw->admin_iface,
             .port = opts->admin_port,
-            .on_request = on_admin_request,
+            .ready = admin_ready,
             .ud = gw,
+            .metrics = gw->metrics,
         };
-        gw->admin = ahg_httpd_new(loop, &ao, err);
+        gw->admin = ahg_admin_new(loop, &ao, err);
         if (!gw->admin) {
             AHG_LOG_ERROR("gateway: cannot open the admin listener on port %d: %s",
                           opts->admin_port, ahg_strerror(*err));

@@ -208,7 +208,7 @@ void ahg_config_free(struct ahg_config *cfg);
 #define AHG_OPTS_LOG(default_format)                                                               \
     {.name = "log_format",                                                                         \
      .type = AHG_OPT_ENUM,                                                                         \
-     .def = default_format,                                                                        \
+     .def = (default_format),                                                                      \
      .choices = "text|json",                                                                       \
      .help = "log line format"},                                                                   \
     {                                                                                              \

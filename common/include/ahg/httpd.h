@@ -39,6 +39,8 @@ struct ahg_httpd_opts {
     /* A request head arrived. Inspect it, set callbacks, answer now or later. */
     void (*on_request)(struct ahg_httpd_req *r);
     void *ud;
+    /* Called with ud when the server is freed (with its loop), e.g. to free ud. May be NULL. */
+    void (*on_free)(void *ud);
 };
 
 /* Per-request callbacks (all optional). */
