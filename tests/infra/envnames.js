@@ -38,6 +38,9 @@ function optionEnv(dirs) {
             names.add(m[1]);
             names.add(m[1] + '_FILE');
         }
+        // AHG_OPTS_LOG(...) (common/include/ahg/config.h) expands to log_format and log_level
+        if (/AHG_OPTS_LOG\(/.test(src))
+            for (const env of ['AZHEXGATE_LOG_FORMAT', 'AZHEXGATE_LOG_LEVEL']) names.add(env);
     }
     return tables ? names : null;
 }

@@ -348,3 +348,67 @@ rel_open_conns(int port, int *fds, size_t n, unsigned ms)
     }
     return done;
 }
+
+void
+rel_await_408(const int *fds, size_t n, size_t nslow, unsigned ms, struct rel_408 *out)
+{
+    *out = (struct rel_408){0};
+    char *done = calloc(n, 1);
+    struct pollfd *pf = calloc(n, sizeof(*pf));
+    assert_non_null(done);
+    assert_non_null(pf);
+    size_t slow_left = nslow;
+    uint64_t end = ahg_now_ms() + ms;
+    while (slow_left > 0 && ahg_now_ms() < end) {
+        for (size_t i = 0; i < n; i++)
+            pf[i] = (struct pollfd){.fd = done[i] ? -1 : fds[i], .events = POLLIN};
+        if (poll(pf, n, 500) <= 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[512];
+            ssize_t got = recv(fds[i], buf, sizeof(buf) - 1, 0);
+            if (got > 0) {
+                buf[got] = '\0';
+                if (strncmp(buf, "HTTP/1.1 408", 12) == 0) {
+                    out->n408++;
+                    out->slow408 += i < nslow;
+                }
+            } else {
+                out->nclosed++;
+            }
+            done[i] = 1;
+            slow_left -= i < nslow;
+        }
+    }
+    for (size_t i = nslow; i < n; i++)
+        out->idle_open += !done[i];
+    free(pf);
+    free(done);
+}
+
+void
+rel_tls_expect_min_12(const char *name, int port)
+{
+    const struct {
+        const char *name;
+        int ver;
+        bool ok;
+    } vers[] = {{"TLSv1.0", TLS1_VERSION, false},
+                {"TLSv1.1", TLS1_1_VERSION, false},
+                {"TLSv1.2", TLS1_2_VERSION, true},
+                {"TLSv1.3", TLS1_3_VERSION, true}};
+    char why[256];
+    for (size_t j = 0; j < sizeof(vers) / sizeof(vers[0]); j++) {
+        int reason = rel_tls_try(port, vers[j].ver, why, sizeof(why));
+        (void)printf("rel: tls %s %s -> %s\n", name, vers[j].name,
+                     reason == 0 ? "handshake ok" : why);
+        if (vers[j].ok && reason != 0)
+            fail_msg("%s %s refused: %s", name, vers[j].name, why);
+        /* the server's protocol_version alert, not a local refusal */
+        if (!vers[j].ok && reason != SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
+            fail_msg("%s %s: expected the server's protocol_version alert, got %s", name,
+                     vers[j].name, reason == 0 ? "a handshake" : why);
+    }
+}

@@ -50,6 +50,16 @@ int rel_tcp_connect(int port, bool nonblock);
  * for (connected) before the next; returns how many connected within ms (the rest of fds may
  * hold connections still in progress, or -1). */
 size_t rel_open_conns(int port, int *fds, size_t n, unsigned ms);
+/* What rel_await_408 saw on the connections of a slowloris/idle attack. */
+struct rel_408 {
+    size_t n408;      /* connections answered 408 */
+    size_t slow408;   /* of those, slowloris ones (the first nslow) */
+    size_t nclosed;   /* connections closed without an answer */
+    size_t idle_open; /* idle ones (after the first nslow) neither answered nor closed */
+};
+/* Waits up to ms until each of the first nslow of the n connections fds (slowloris: a head that
+ * never ends) got an answer or was closed, reading whatever the others get meanwhile. */
+void rel_await_408(const int *fds, size_t n, size_t nslow, unsigned ms, struct rel_408 *out);
 /* GET http://127.0.0.1:port<path>: the status, 0 when no answer. */
 long rel_get_status(int port, const char *path);
 
@@ -57,6 +67,10 @@ long rel_get_status(int port, const char *path);
  * level 0, so old versions are really offered): 0 on success, else the OpenSSL reason code of
  * the failure (why gets its text). */
 int rel_tls_try(int port, int ver, char *why, size_t whylen);
+/* Offers TLS 1.0, 1.1, 1.2 and 1.3 in turn to 127.0.0.1:port (printing each outcome as
+ * "rel: tls <name> <version> -> ..."); fails the test unless 1.2 and 1.3 succeed and 1.0 and
+ * 1.1 end with the server's protocol_version alert (not a local refusal). */
+void rel_tls_expect_min_12(const char *name, int port);
 /* Raises RLIMIT_NOFILE to at least want; false when impossible. */
 bool rel_raise_nofile(unsigned long want);
 

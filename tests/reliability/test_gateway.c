@@ -88,25 +88,7 @@ test_gateway_tls_minimum_version(void **state)
     (void)state;
     struct gw g;
     gw_start(&g, true, NULL);
-    const struct {
-        const char *name;
-        int ver;
-        bool ok;
-    } vers[] = {{"TLSv1.0", TLS1_VERSION, false},
-                {"TLSv1.1", TLS1_1_VERSION, false},
-                {"TLSv1.2", TLS1_2_VERSION, true},
-                {"TLSv1.3", TLS1_3_VERSION, true}};
-    char why[256];
-    for (size_t j = 0; j < sizeof(vers) / sizeof(vers[0]); j++) {
-        int reason = rel_tls_try(g.port, vers[j].ver, why, sizeof(why));
-        (void)printf("rel: tls gateway public %s -> %s\n", vers[j].name,
-                     reason == 0 ? "handshake ok" : why);
-        if (vers[j].ok && reason != 0)
-            fail_msg("gateway %s refused: %s", vers[j].name, why);
-        if (!vers[j].ok && reason != SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
-            fail_msg("gateway %s: expected the server's protocol_version alert, got %s",
-                     vers[j].name, reason == 0 ? "a handshake" : why);
-    }
+    rel_tls_expect_min_12("gateway public", g.port);
     gw_stop(&g);
 }
 
@@ -123,11 +105,7 @@ test_gateway_slowloris_and_idle_connections(void **state)
     gw_start(&g, false, NULL);
     long rss0 = rel_rss_kb(g.proc.pid);
     int *fds = calloc(n, sizeof(int));
-    char *done = calloc(n, 1);
-    struct pollfd *pf = calloc(n, sizeof(*pf));
     assert_non_null(fds);
-    assert_non_null(done);
-    assert_non_null(pf);
     uint64_t t0 = ahg_now_ms();
     size_t connected = rel_open_conns(g.port, fds, n, 40000);
     (void)printf("rel: gateway slowloris/idle: %zu of %zu connections up in %llu ms\n", connected,
@@ -135,8 +113,8 @@ test_gateway_slowloris_and_idle_connections(void **state)
     assert_int_equal(connected, n);
     static const char part[] = "GET / HTTP/1.1\r\nHost: a.gw.test\r\nX-Slow: ";
     for (size_t i = 0; i < nslow; i++) {
-        pf[0] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
-        assert_int_equal(poll(pf, 1, 10000), 1);
+        struct pollfd pw = {.fd = fds[i], .events = POLLOUT};
+        assert_int_equal(poll(&pw, 1, 10000), 1);
         assert_true(send(fds[i], part, sizeof(part) - 1, MSG_NOSIGNAL) > 0);
     }
     unsigned ok = 0, asked = 0;
@@ -162,34 +140,8 @@ test_gateway_slowloris_and_idle_connections(void **state)
         struct timespec ts = {.tv_sec = 1};
         (void)nanosleep(&ts, NULL); /* the attacker's pace, not synchronisation */
     }
-    size_t n408 = 0, nclosed = 0, slow408 = 0, slow_left = nslow;
-    uint64_t end = ahg_now_ms() + 30000;
-    while (slow_left > 0 && ahg_now_ms() < end) {
-        for (size_t i = 0; i < n; i++)
-            pf[i] = (struct pollfd){.fd = done[i] ? -1 : fds[i], .events = POLLIN};
-        if (poll(pf, n, 500) <= 0)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            char buf[512];
-            ssize_t got = recv(fds[i], buf, sizeof(buf) - 1, 0);
-            if (got > 0) {
-                buf[got] = '\0';
-                if (strncmp(buf, "HTTP/1.1 408", 12) == 0) {
-                    n408++;
-                    slow408 += i < nslow;
-                }
-            } else {
-                nclosed++;
-            }
-            done[i] = 1;
-            slow_left -= i < nslow;
-        }
-    }
-    size_t idle_open = 0;
-    for (size_t i = nslow; i < n; i++)
-        idle_open += !done[i];
+    struct rel_408 a;
+    rel_await_408(fds, n, nslow, 30000, &a);
     for (size_t i = 0; i < n; i++)
         (void)close(fds[i]);
     asked++;
@@ -198,16 +150,14 @@ test_gateway_slowloris_and_idle_connections(void **state)
     (void)printf("rel: gateway slowloris/idle: %zu connections (%zu slowloris); %u/%u other "
                  "requests answered meanwhile; 408 on %zu (%zu of %zu slowloris), closed without "
                  "answer %zu; idle connections still held at the end: %zu of %zu\n",
-                 n, nslow, ok, asked, n408, slow408, nslow, nclosed, idle_open, nidle);
+                 n, nslow, ok, asked, a.n408, a.slow408, nslow, a.nclosed, a.idle_open, nidle);
     (void)printf("rel: gateway slowloris/idle: %ld open fds at the peak; RSS baseline %ld KiB, "
                  "with %zu connections %ld KiB (%.1f KiB per connection), after close %ld KiB\n",
                  fd_peak, rss0, n, rss_peak, (double)(rss_peak - rss0) / (double)n, rss_after);
     assert_int_equal(ok, asked);
-    assert_int_equal(slow408, nslow);
+    assert_int_equal(a.slow408, nslow);
     assert_true(fd_peak >= (long)n);
     assert_true(rss_peak - rss0 < (long)(n * 64));
-    free(pf);
-    free(done);
     free(fds);
     gw_stop(&g);
 }

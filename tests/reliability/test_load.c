@@ -49,11 +49,7 @@ test_slowloris_and_idle_connections(void **state)
     rel_emu_start(&r, NULL, NULL);
     long rss0 = rel_rss_kb(r.emu.pid);
     int *fds = calloc(n, sizeof(int));
-    char *done = calloc(n, 1);
     assert_non_null(fds);
-    assert_non_null(done);
-    struct pollfd *pf = calloc(n, sizeof(*pf));
-    assert_non_null(pf);
     uint64_t t0 = ahg_now_ms();
     size_t connected = rel_open_conns(r.admin_port, fds, n, 40000);
     (void)printf("rel: slowloris/idle: %zu of %zu connections up in %llu ms\n", connected, n,
@@ -78,34 +74,8 @@ test_slowloris_and_idle_connections(void **state)
     }
     /* the header timeout (10 s from the first byte) ends every slowloris connection with 408;
      * the idle ones (no byte sent) are only subject to the idle timeout (emulator: 600 s) */
-    size_t n408 = 0, nclosed = 0, slow408 = 0, slow_left = nslow;
-    uint64_t end = ahg_now_ms() + 30000;
-    while (slow_left > 0 && ahg_now_ms() < end) {
-        for (size_t i = 0; i < n; i++)
-            pf[i] = (struct pollfd){.fd = done[i] ? -1 : fds[i], .events = POLLIN};
-        if (poll(pf, n, 500) <= 0)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            char buf[512];
-            ssize_t got = recv(fds[i], buf, sizeof(buf) - 1, 0);
-            if (got > 0) {
-                buf[got] = '\0';
-                if (strncmp(buf, "HTTP/1.1 408", 12) == 0) {
-                    n408++;
-                    slow408 += i < nslow;
-                }
-            } else {
-                nclosed++;
-            }
-            done[i] = 1;
-            slow_left -= i < nslow;
-        }
-    }
-    size_t idle_open = 0;
-    for (size_t i = nslow; i < n; i++)
-        idle_open += !done[i];
+    struct rel_408 a;
+    rel_await_408(fds, n, nslow, 30000, &a);
     /* the server still answers while the idle ones are held */
     asked++;
     ok += rel_get_status(r.admin_port, "/healthz") == 200;
@@ -117,7 +87,7 @@ test_slowloris_and_idle_connections(void **state)
     (void)printf("rel: slowloris/idle: %zu connections (%zu slowloris); /healthz %u/%u ok "
                  "meanwhile; 408 on %zu (%zu of %zu slowloris), closed without answer %zu; idle "
                  "connections still held at the end: %zu of %zu\n",
-                 n, nslow, ok, asked, n408, slow408, nslow, nclosed, idle_open, nidle);
+                 n, nslow, ok, asked, a.n408, a.slow408, nslow, a.nclosed, a.idle_open, nidle);
     (void)printf("rel: slowloris/idle emulator: %ld open fds at the peak (all %zu accepted); RSS "
                  "baseline %ld KiB, with %zu connections %ld KiB (%.1f KiB per connection), after "
                  "close %ld KiB\n",
@@ -126,11 +96,9 @@ test_slowloris_and_idle_connections(void **state)
     /* the emulator accepted (holds) every connection: they are not just in the kernel backlog */
     assert_true(fd_peak >= (long)n);
     assert_int_equal(ok, asked);
-    assert_int_equal(slow408, nslow);
+    assert_int_equal(a.slow408, nslow);
     /* bounded: well under 64 KiB per idle connection even with the sanitizers */
     assert_true(rss_during - rss0 < (long)(n * 64));
-    free(pf);
-    free(done);
     free(fds);
     rel_finish(&r);
 }

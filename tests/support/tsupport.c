@@ -42,6 +42,44 @@ mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Children still running (spawned, not reaped yet), killed at exit: a test that fails midway
+ * leaves no process behind. */
+static pid_t live[64];
+
+static void
+kill_live(void)
+{
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (live[i] > 0) {
+            (void)kill(live[i], SIGKILL);
+            (void)waitpid(live[i], NULL, 0);
+            live[i] = 0;
+        }
+    }
+}
+
+static void
+track(pid_t pid)
+{
+    static bool registered;
+    if (!registered)
+        registered = atexit(kill_live) == 0;
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (live[i] == 0) {
+            live[i] = pid;
+            return;
+        }
+    }
+}
+
+static void
+untrack(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+        if (live[i] == pid)
+            live[i] = 0;
+}
+
 int
 ts_free_port(void)
 {
@@ -130,6 +168,7 @@ ts_spawn(struct ts_proc *p, const char *const argv[], const char *const env[], c
     }
     free(envp);
     p->pid = pid;
+    track(pid);
 }
 
 static bool
@@ -142,6 +181,7 @@ reap(struct ts_proc *p, bool block)
     if (r != p->pid)
         return false;
     p->reaped = true;
+    untrack(p->pid);
     p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return true;
 }
@@ -247,17 +287,20 @@ ts_wait_port(int port, unsigned ms)
 
 /* ---- redis-server ---- */
 
-void
-ts_redis_start(struct ts_redis *r, int port, const char *password)
+/* Starts redis-server; TLS only on the port when certs_dir is set. */
+static void
+redis_start(struct ts_redis *r, int port, const char *password, const char *certs_dir)
 {
     int keep_port = port;
     char keep_dir[sizeof(r->dir)];
     (void)snprintf(keep_dir, sizeof(keep_dir), "%s", port > 0 ? r->dir : "");
     memset(r, 0, sizeof(*r));
     r->port = keep_port > 0 ? keep_port : ts_free_port();
-    if (keep_dir[0])
-        (void)snprintf(r->dir, sizeof(r->dir), "%s", keep_dir);
-    else
+    if (keep_dir[0]) {
+        (void)snprintf(r->dir, sizeof(r->dir), "%s", keep_dir); /* a restart: same dir */
+        if (mkdir(r->dir, 0700) != 0 && errno != EEXIST)
+            fail_msg("cannot create %s: %s", r->dir, strerror(errno));
+    } else
         ts_mkdtemp(r->dir, sizeof(r->dir), "redis");
     if (password)
         (void)snprintf(r->password, sizeof(r->password), "%s", password);
@@ -274,11 +317,34 @@ ts_redis_start(struct ts_redis *r, int port, const char *password)
         }
     if (!bin[0])
         fail_msg("redis-server is not installed (apt-get install redis-server)");
-    const char *argv[16];
+    char cert[320], key[320], ca[320];
+    if (certs_dir) {
+        (void)snprintf(cert, sizeof(cert), "%s/server.pem", certs_dir);
+        (void)snprintf(key, sizeof(key), "%s/server.key", certs_dir);
+        (void)snprintf(ca, sizeof(ca), "%s/ca.pem", certs_dir);
+    }
+    const char *argv[32];
     size_t k = 0;
     argv[k++] = bin;
-    argv[k++] = "--port";
+    argv[k++] = certs_dir ? "--tls-port" : "--port";
     argv[k++] = portstr;
+    if (certs_dir) {
+        const char *t[] = {"--port",
+                           "0",
+                           "--tls-cert-file",
+                           cert,
+                           "--tls-key-file",
+                           key,
+                           "--tls-ca-cert-file",
+                           ca,
+                           "--tls-auth-clients",
+                           "no"};
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+            argv[k++] = t[i];
+    }
+    /* DEBUG (e.g. DEBUG SLEEP to stall it) from local connections */
+    argv[k++] = "--enable-debug-command";
+    argv[k++] = "local";
     argv[k++] = "--bind";
     argv[k++] = "127.0.0.1";
     argv[k++] = "--save";
@@ -298,9 +364,22 @@ ts_redis_start(struct ts_redis *r, int port, const char *password)
 }
 
 void
+ts_redis_start(struct ts_redis *r, int port, const char *password)
+{
+    redis_start(r, port, password, NULL);
+}
+
+void
+ts_redis_start_tls(struct ts_redis *r, int port, const char *password, const char *certs_dir)
+{
+    redis_start(r, port, password, certs_dir);
+}
+
+void
 ts_redis_stop(struct ts_redis *r)
 {
     ts_kill(&r->proc);
+    ts_rmtree(r->dir); /* a restart on the same port creates it again */
 }
 
 void
@@ -415,4 +494,77 @@ ts_resp_free(struct ts_resp *r)
     free(r->body);
     free(r->headers);
     memset(r, 0, sizeof(*r));
+}
+
+/* ---- ready files and the all-in-one server ---- */
+
+bool
+ts_wait_file(const char *path, unsigned ms)
+{
+    for (unsigned waited = 0; waited < ms; waited += 20) {
+        if (access(path, R_OK) == 0)
+            return true;
+        nap_ms(20);
+    }
+    return false;
+}
+
+int
+ts_ready_value(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    int v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == '=')
+            v = (int)strtol(line + kl + 1, NULL, 10);
+    (void)fclose(f);
+    return v;
+}
+
+void
+ts_server_start(struct ts_server *s, const char *bin, const char *dir, const char *const *extra)
+{
+    char port[16], ready[320], log[320];
+    memset(s, 0, sizeof(*s));
+    s->public_port = ts_free_port();
+    (void)snprintf(port, sizeof(port), "%d", s->public_port);
+    (void)snprintf(ready, sizeof(ready), "%s/server.ready", dir);
+    (void)snprintf(log, sizeof(log), "%s/server.log", dir);
+    (void)snprintf(s->api_key_file, sizeof(s->api_key_file), "%s/api-key", dir);
+    (void)snprintf(s->api_url, sizeof(s->api_url), "http://api.localhost:%d", s->public_port);
+    const char *argv[48] = {bin,
+                            "--port",
+                            port,
+                            "--admin-port",
+                            "0",
+                            "--emulator-relay-port",
+                            "0",
+                            "--emulator-mgmt-port",
+                            "0",
+                            "--emulator-identity-port",
+                            "0",
+                            "--emulator-admin-port",
+                            "0",
+                            "--api-key-out",
+                            s->api_key_file,
+                            "--ready-file",
+                            ready,
+                            "--log-format",
+                            "json"};
+    size_t k = 19;
+    for (size_t i = 0; extra && extra[i] && k < 47; i++)
+        argv[k++] = extra[i];
+    argv[k] = NULL;
+    ts_spawn(&s->proc, argv, NULL, log);
+    if (!ts_wait_file(ready, 20000)) {
+        char *o = ts_output(&s->proc);
+        print_error("%s did not become ready:\n%s\n", bin, o);
+        free(o);
+        fail();
+    }
+    s->relay_port = ts_ready_value(ready, "relay_port");
 }

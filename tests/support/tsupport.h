@@ -30,6 +30,7 @@ struct ts_proc {
 /*
  * Starts argv[0] (a path) with argv, stdout+stderr appended to outfile, env = this process'
  * environment plus env (NULL-terminated "NAME=value" list, may be NULL; same names override).
+ * A child still running when the test program exits (e.g. after a failed test) is killed then.
  */
 void ts_spawn(struct ts_proc *p, const char *const argv[], const char *const env[],
               const char *outfile);
@@ -49,7 +50,27 @@ bool ts_alive(struct ts_proc *p);
 /* Waits until something accepts TCP connections on 127.0.0.1:port. */
 bool ts_wait_port(int port, unsigned ms);
 
-/* A real redis-server on 127.0.0.1 (port 0 = a free one), optionally with a password. */
+/* Waits until path exists (ready files are written atomically); false on timeout. */
+bool ts_wait_file(const char *path, unsigned ms);
+/* The integer value of the "key=value" line of a ready file; -1 when absent. */
+int ts_ready_value(const char *path, const char *key);
+
+/* The all-in-one server (azhexgate-server: emulator + controller + gateway, in-memory store). */
+struct ts_server {
+    struct ts_proc proc;
+    int public_port, relay_port;
+    char api_key_file[320]; /* the generated API key (--api-key-out) */
+    char api_url[128];      /* http://api.localhost:PORT */
+};
+/* Starts bin on a free public port (every other port 0) with its log, ready file and API key in
+ * dir, plus extra args (NULL-terminated, may be NULL), and waits until it is ready (fails the
+ * test with its output otherwise). Stop it with ts_kill(&s->proc). */
+void ts_server_start(struct ts_server *s, const char *bin, const char *dir,
+                     const char *const *extra);
+
+/* A real redis-server on 127.0.0.1 (port 0 = a free one), optionally with a password, DEBUG
+ * allowed from local connections. Starting it again on its own port after ts_redis_stop (a
+ * restart) keeps its directory name. */
 struct ts_redis {
     struct ts_proc proc;
     int port;
@@ -57,6 +78,9 @@ struct ts_redis {
     char password[64];
 };
 void ts_redis_start(struct ts_redis *r, int port, const char *password);
+/* The same with TLS only on the port: server.pem, server.key and ca.pem from certs_dir, no
+ * client certificates. */
+void ts_redis_start_tls(struct ts_redis *r, int port, const char *password, const char *certs_dir);
 /* Stops it (SIGKILL) and removes its directory. */
 void ts_redis_stop(struct ts_redis *r);
 /* "redis://127.0.0.1:PORT" into out. */

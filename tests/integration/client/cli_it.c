@@ -21,22 +21,6 @@
 #include "ahg/err.h"
 #include "ahg/log.h"
 
-unsigned char
-pat(uint64_t i)
-{
-    return (unsigned char)((i * 31u + 7u) & 0xffu);
-}
-
-uint64_t
-fnv(uint64_t h, const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* ---- the local test app ---- */
 
 struct gen {
@@ -44,51 +28,14 @@ struct gen {
     struct ahg_httpd_req *r;
     uint64_t total, off;
     unsigned events;
+    bool ended;
 };
-
-static void
-echo_body(struct ahg_httpd_req *r, const char *p, size_t n)
-{
-    if (ahg_httpd_resp_write(r, p, n) != AHG_OK) {
-        ahg_httpd_resp_abort(r);
-        return;
-    }
-    if (!ahg_httpd_resp_writable(r))
-        ahg_httpd_req_pause_body(r);
-}
-
-static void
-echo_drain(struct ahg_httpd_req *r)
-{
-    ahg_httpd_req_resume_body(r);
-}
-
-static void
-echo_end(struct ahg_httpd_req *r)
-{
-    (void)ahg_httpd_resp_end(r);
-}
-
-static const struct ahg_httpd_req_cbs echo_cbs = {
-    .on_body = echo_body, .on_body_end = echo_end, .on_drain = echo_drain};
 
 static void
 gen_pump(struct ahg_httpd_req *r)
 {
     struct gen *g = ahg_httpd_req_ud(r);
-    unsigned char buf[16384];
-    while (g->off < g->total && ahg_httpd_resp_writable(r)) {
-        size_t k = g->total - g->off < sizeof(buf) ? (size_t)(g->total - g->off) : sizeof(buf);
-        for (size_t i = 0; i < k; i++)
-            buf[i] = pat(g->off + i);
-        if (ahg_httpd_resp_write(r, buf, k) != AHG_OK)
-            return;
-        g->off += k;
-    }
-    if (g->off == g->total && g->total != (uint64_t)-1) {
-        g->total = (uint64_t)-1;
-        (void)ahg_httpd_resp_end(r);
-    }
+    tb_gen_pump(r, &g->off, g->total, &g->ended);
 }
 
 static void
@@ -169,12 +116,7 @@ app_request(struct ahg_httpd_req *r)
         (void)ahg_httpd_resp_end(r);
         return;
     }
-    /* echo */
-    int64_t len = h->framing == AHG_HTTP_BODY_LENGTH ? (int64_t)h->content_length
-                  : h->framing == AHG_HTTP_BODY_NONE ? 0
-                                                     : AHG_HTTPD_LEN_CHUNKED;
-    ahg_httpd_req_set_cbs(r, &echo_cbs, NULL);
-    assert_int_equal(ahg_httpd_resp_begin(r, resp, len), AHG_OK);
+    tb_echo(r, resp); /* anything else: echo */
 }
 
 void
@@ -194,7 +136,7 @@ static int
 snd_body_cb(void *ud, const char *p, size_t n)
 {
     struct snd *s = ud;
-    s->sum = fnv(s->sum, (const unsigned char *)p, n);
+    s->sum = tb_fnv(s->sum, (const unsigned char *)p, n);
     if (s->blen + n < sizeof(s->body)) {
         memcpy(s->body + s->blen, p, n);
         s->blen += n;
@@ -230,8 +172,8 @@ snd_message(struct ahg_wsconn *ws, enum ahg_ws_opcode op, const unsigned char *p
             assert_int_equal(rc, AHG_OK);
             const struct ahg_http_head *h = ahg_http_parser_head(s->p);
             s->status = h->status;
-            snprintf(s->xmethod, sizeof(s->xmethod), "%s", th_field(h, "X-Method"));
-            snprintf(s->xhost, sizeof(s->xhost), "%s", th_field(h, "X-Host"));
+            (void)snprintf(s->xmethod, sizeof(s->xmethod), "%s", th_field(h, "X-Method"));
+            (void)snprintf(s->xhost, sizeof(s->xhost), "%s", th_field(h, "X-Host"));
             s->head_done = true;
             if (s->status == 101) {
                 s->raw = true;
@@ -271,7 +213,7 @@ snd_pump(struct snd *s)
         if (s->up_chunked)
             hl = (size_t)snprintf((char *)buf, 32, "%llx\r\n", (unsigned long long)k);
         for (uint64_t i = 0; i < k; i++)
-            buf[hl + i] = pat(s->up_off + i);
+            buf[hl + i] = tb_pat(s->up_off + i);
         size_t n = hl + (size_t)k;
         if (s->up_chunked) {
             memcpy(buf + n, "\r\n", 2);
@@ -348,7 +290,7 @@ snd_connect(struct th *t, struct snd *s, const char *hc)
     memset(s, 0, sizeof(*s));
     s->t = t;
     (void)snprintf(s->hc, sizeof(s->hc), "%s", hc);
-    s->sum = FNV0;
+    s->sum = TB_FNV0;
     s->p = ahg_http_parser_new(AHG_HTTP_RESPONSE, NULL, NULL);
     assert_non_null(s->p);
     char tok[1024], target[128];
@@ -381,7 +323,7 @@ snd_request(struct snd *s, const char *method, const char *path, uint64_t size, 
     ahg_http_parser_reset(s->p);
     assert_int_equal(ahg_http_parser_set_request_method(s->p, method), AHG_OK);
     s->head_done = s->done = false;
-    s->sum = FNV0;
+    s->sum = TB_FNV0;
     s->body_bytes = s->blen = 0;
     s->arrivals = 0;
     s->first_ms = s->last_ms = 0;
@@ -416,19 +358,42 @@ snd_free(struct snd *s)
     ahg_http_parser_free(s->p);
 }
 
-uint64_t
-pat_sum(uint64_t n)
+struct sndv {
+    struct snd *v;
+    int n;
+};
+
+static bool
+sndv_done(void *arg)
 {
-    uint64_t h = FNV0;
-    unsigned char buf[4096];
-    for (uint64_t off = 0; off < n;) {
-        size_t k = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
-        for (size_t i = 0; i < k; i++)
-            buf[i] = pat(off + i);
-        h = fnv(h, buf, k);
-        off += k;
+    const struct sndv *a = arg;
+    for (int i = 0; i < a->n; i++)
+        if (!a->v[i].done && !a->v[i].gone)
+            return false;
+    return true;
+}
+
+void
+snd_concurrent(struct th *t, const char *hc, int n, unsigned ms)
+{
+    struct sndv a = {.v = calloc((size_t)n, sizeof(struct snd)), .n = n};
+    assert_non_null(a.v);
+    for (int i = 0; i < n; i++)
+        assert_true(snd_connect(t, &a.v[i], hc));
+    for (int i = 0; i < n; i++) {
+        char req[128];
+        int k = snprintf(req, sizeof(req), "GET /size/%d HTTP/1.1\r\nHost: t\r\n\r\n", 1000 + i);
+        assert_int_equal(ahg_http_parser_set_request_method(a.v[i].p, "GET"), AHG_OK);
+        assert_int_equal(ahg_wsconn_send(a.v[i].ws, AHG_WS_BINARY, req, (size_t)k), AHG_OK);
     }
-    return h;
+    assert_true(th_wait(t, sndv_done, &a, ms));
+    for (int i = 0; i < n; i++) {
+        assert_true(a.v[i].done);
+        assert_int_equal(a.v[i].status, 200);
+        assert_true(a.v[i].sum == tb_pat_sum(1000 + (uint64_t)i));
+        snd_free(&a.v[i]);
+    }
+    free(a.v);
 }
 
 /* ---- child processes (the azhexgate and emulator binaries) ---- */
@@ -437,19 +402,6 @@ static void
 px_tick(struct ahg_timer *tm)
 {
     ahg_timer_start(tm, 5);
-}
-
-int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-    (void)close(fd);
-    return ntohs(a.sin_port);
 }
 
 pid_t
@@ -560,7 +512,7 @@ px_setup(void **state)
     assert_non_null(p->t.loop);
     ahg_timer_init(&p->t.tick, p->t.loop, px_tick, p);
     ahg_timer_start(&p->t.tick, 5);
-    p->t.port = free_port();
+    p->t.port = ts_free_port();
     app_start(&p->t, &p->app);
     *state = p;
     return 0;

@@ -139,7 +139,7 @@ test_cli_warns_when_nothing_listens(void **state)
 {
     struct px *p = *state;
     emu_start(p);
-    cli_start(p, free_port());
+    cli_start(p, ts_free_port());
     assert_true(wait_file(p, p->cli_out, "Tunnel established", 10000));
     assert_true(wait_file(p, p->cli_out, "nothing is listening", 5000));
     (void)kill(p->cli, SIGTERM);

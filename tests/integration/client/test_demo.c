@@ -17,6 +17,7 @@
 #include "ahg/buf.h"
 #include "ahg/net.h"
 #include "cli/demo.h"
+#include "tsupport.h"
 
 struct demo_env {
     struct ahg_loop *loop;
@@ -68,81 +69,41 @@ teardown(void **state)
     return 0;
 }
 
-struct got {
-    char *body;
-    size_t len, cap;
-};
-
-static size_t
-on_data(char *p, size_t sz, size_t n, void *ud)
-{
-    struct got *g = ud;
-    size_t k = sz * n;
-    if (g->len + k + 1 > g->cap) {
-        size_t cap = (g->len + k + 1) * 2;
-        char *nb = realloc(g->body, cap);
-        if (!nb)
-            return 0;
-        g->body = nb;
-        g->cap = cap;
-    }
-    memcpy(g->body + g->len, p, k);
-    g->len += k;
-    g->body[g->len] = '\0';
-    return k;
-}
-
-/* Performs method path with an optional body; returns the status; the body lands in g. */
+/* Performs method path with an optional body; returns the status; the answer lands in g (whose
+ * previous answer is freed). */
 static long
 call(const char *method, const char *path, const void *body, size_t blen, const char *extra_header,
-     struct got *g)
+     struct ts_resp *g)
 {
     char url[256];
     (void)snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", env.port, path);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    struct curl_slist *hdrs = NULL;
-    if (extra_header)
-        hdrs = curl_slist_append(hdrs, extra_header);
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "HEAD") == 0)
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, g);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    CURLcode rc = curl_easy_perform(c);
-    assert_int_equal(rc, CURLE_OK);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-    return status;
+    const char *hdrs[] = {extra_header, NULL};
+    struct ts_req q = {
+        .method = method, .url = url, .headers = hdrs, .body = body, .body_len = blen};
+    ts_resp_free(g);
+    ts_http(&q, g);
+    if (g->status == 0)
+        fail_msg("%s %s: no answer: %s", method, path, g->err);
+    return g->status;
 }
 
 static void
 test_page(void **state)
 {
     (void)state;
-    struct got g = {0};
+    struct ts_resp g = {0};
     assert_int_equal(call("GET", "/", NULL, 0, NULL, &g), 200);
     assert_non_null(strstr(g.body, "AzHexGate demo"));
     assert_non_null(strstr(g.body, "new WebSocket("));
     assert_non_null(strstr(g.body, "new EventSource('/events')"));
-    free(g.body);
+    ts_resp_free(&g);
 }
 
 static void
 test_status_and_404(void **state)
 {
     (void)state;
-    struct got g = {0};
+    struct ts_resp g = {0};
     assert_int_equal(call("GET", "/status/418", NULL, 0, NULL, &g), 418);
     assert_int_equal(call("GET", "/status/503", NULL, 0, NULL, &g), 503);
     assert_int_equal(call("GET", "/status/99", NULL, 0, NULL, &g), 404);
@@ -150,7 +111,7 @@ test_status_and_404(void **state)
     assert_int_equal(call("DELETE", "/", NULL, 0, NULL, &g), 405);
     assert_int_equal(call("GET", "/healthz", NULL, 0, NULL, &g), 200);
     assert_non_null(strstr(g.body, "ok"));
-    free(g.body);
+    ts_resp_free(&g);
 }
 
 static void
@@ -162,15 +123,13 @@ test_echo_large(void **state)
     assert_non_null(b);
     for (size_t i = 0; i < n; i++)
         b[i] = (unsigned char)(i * 131u + 7u);
-    struct got g = {0};
+    struct ts_resp g = {0};
     assert_int_equal(call("PUT", "/echo", b, n, "Content-Type: application/x-test", &g), 200);
     assert_int_equal(g.len, n);
     assert_memory_equal(g.body, b, n);
-    free(g.body);
-    g = (struct got){0};
     assert_int_equal(call("POST", "/echo", "", 0, NULL, &g), 200);
     assert_int_equal(g.len, 0);
-    free(g.body);
+    ts_resp_free(&g);
     free(b);
 }
 
@@ -178,46 +137,42 @@ static void
 test_bytes(void **state)
 {
     (void)state;
-    struct got g = {0};
+    struct ts_resp g = {0};
     assert_int_equal(call("GET", "/bytes/1000003", NULL, 0, NULL, &g), 200);
     assert_int_equal(g.len, 1000003);
     for (size_t i = 0; i < g.len; i++)
         if (g.body[i] != (char)('a' + i % 26))
             fail_msg("byte %zu is %d", i, g.body[i]);
-    free(g.body);
-    g = (struct got){0};
     assert_int_equal(call("HEAD", "/bytes/5", NULL, 0, NULL, &g), 200);
     assert_int_equal(g.len, 0);
-    free(g.body);
+    ts_resp_free(&g);
 }
 
 static void
 test_headers_json(void **state)
 {
     (void)state;
-    struct got g = {0};
+    struct ts_resp g = {0};
     assert_int_equal(call("GET", "/headers?x=1", NULL, 0, "X-Demo-Test: one, two", &g), 200);
     assert_non_null(strstr(g.body, "\"target\":\"/headers?x=1\""));
     assert_non_null(strstr(g.body, "[\"X-Demo-Test\",\"one, two\"]"));
-    free(g.body);
+    ts_resp_free(&g);
 }
 
 static void
 test_events_and_delay(void **state)
 {
     (void)state;
-    struct got g = {0};
+    struct ts_resp g = {0};
     assert_int_equal(call("GET", "/events?count=3&every=10", NULL, 0, NULL, &g), 200);
     int events = 0;
     for (const char *p = g.body; (p = strstr(p, "\ndata: ")) != NULL; p++)
         events++;
     assert_int_equal(events, 3);
     assert_non_null(strstr(g.body, "id: 3\n"));
-    free(g.body);
-    g = (struct got){0};
     assert_int_equal(call("GET", "/delay/30", NULL, 0, NULL, &g), 200);
     assert_non_null(strstr(g.body, "delayed 30 ms"));
-    free(g.body);
+    ts_resp_free(&g);
 }
 
 int

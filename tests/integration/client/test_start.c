@@ -237,7 +237,7 @@ test_start_api_5xx_and_unreachable(void **state)
     assert_int_equal(f->api.creates, 1);
 
     char dead[64];
-    (void)snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", free_port());
+    (void)snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", ts_free_port());
     const char *down[] = {"start", "--port",    f->port,     "--api-url",
                           dead,    "--api-key", STANDIN_KEY, NULL};
     assert_int_equal(run_cli_in(f->p, f->p->cli_out, down), CLI_EXIT_API_UNREACHABLE);
@@ -329,16 +329,6 @@ test_start_relay_restart_same_url(void **state)
 #define NCONC 200
 
 static bool
-all_done(void *arg)
-{
-    struct snd *v = arg;
-    for (int i = 0; i < NCONC; i++)
-        if (!v[i].done && !v[i].gone)
-            return false;
-    return true;
-}
-
-static bool
 raw_echo(void *arg)
 {
     return ((struct snd *)arg)->rawlen >= 7;
@@ -374,7 +364,7 @@ test_start_data_plane(void **state)
             if (!strcmp(methods[m], "HEAD"))
                 assert_int_equal(s.body_bytes, 0);
             else
-                assert_true(s.sum == pat_sum(sizes[z]));
+                assert_true(s.sum == tb_pat_sum(sizes[z]));
             snd_free(&s);
         }
     }
@@ -383,7 +373,7 @@ test_start_data_plane(void **state)
     assert_true(snd_connect(&f->p->t, &s, "hc1"));
     snd_request(&s, "POST", "/echo", 300000, true);
     assert_int_equal(s.status, 200);
-    assert_true(s.sum == pat_sum(300000));
+    assert_true(s.sum == tb_pat_sum(300000));
     snd_request(&s, "GET", "/chunked", 0, false);
     assert_string_equal(s.body, "piece\npiece\npiece\npiece\npiece\n");
     snd_free(&s);
@@ -418,24 +408,7 @@ test_start_data_plane(void **state)
     snd_free(&s);
 
     /* 200 concurrent requests */
-    struct snd *v = calloc(NCONC, sizeof(*v));
-    assert_non_null(v);
-    for (int i = 0; i < NCONC; i++)
-        assert_true(snd_connect(&f->p->t, &v[i], "hc1"));
-    for (int i = 0; i < NCONC; i++) {
-        char req[128];
-        int n = snprintf(req, sizeof(req), "GET /size/%d HTTP/1.1\r\nHost: t\r\n\r\n", 1000 + i);
-        assert_int_equal(ahg_http_parser_set_request_method(v[i].p, "GET"), AHG_OK);
-        assert_int_equal(ahg_wsconn_send(v[i].ws, AHG_WS_BINARY, req, (size_t)n), AHG_OK);
-    }
-    assert_true(th_wait(&f->p->t, all_done, v, 30000));
-    for (int i = 0; i < NCONC; i++) {
-        assert_true(v[i].done);
-        assert_int_equal(v[i].status, 200);
-        assert_true(v[i].sum == pat_sum(1000 + (uint64_t)i));
-        snd_free(&v[i]);
-    }
-    free(v);
+    snd_concurrent(&f->p->t, "hc1", NCONC, 30000);
     stop_cli(f, 0);
 }
 
@@ -453,7 +426,7 @@ test_start_host_header(void **state)
     char want[64];
     (void)snprintf(want, sizeof(want), "localhost:%d", f->p->app.port);
     assert_string_equal(s.xhost, want);
-    assert_true(s.sum == pat_sum(1024));
+    assert_true(s.sum == tb_pat_sum(1024));
     snd_request(&s, "GET", "/echo", 0, false);
     assert_string_equal(s.xhost, want);
     snd_free(&s);

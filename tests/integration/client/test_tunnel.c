@@ -63,12 +63,12 @@ static void
 tunnel_start(struct fx *f, const char *hc, int local_port, const char *token)
 {
     char ep[64], tok[1024];
-    snprintf(ep, sizeof(ep), "ws://127.0.0.1:%d", f->t.port);
+    (void)snprintf(ep, sizeof(ep), "ws://127.0.0.1:%d", f->t.port);
     if (!token) {
         th_token(hc, NULL, NULL, 3600, tok, sizeof(tok));
         token = tok;
     }
-    snprintf(f->hc, sizeof(f->hc), "%s", hc);
+    (void)snprintf(f->hc, sizeof(f->hc), "%s", hc);
     struct cli_tunnel_opts o = {.relay_endpoint = ep,
                                 .hc = hc,
                                 .token = token,
@@ -125,7 +125,7 @@ test_tunnel_methods_and_sizes(void **state)
             if (!strcmp(methods[m], "HEAD"))
                 assert_int_equal(s.body_bytes, 0);
             else
-                assert_true(s.sum == pat_sum(sizes[z]));
+                assert_true(s.sum == tb_pat_sum(sizes[z]));
             snd_free(&s);
         }
     }
@@ -133,38 +133,11 @@ test_tunnel_methods_and_sizes(void **state)
 
 #define NCONC 100
 
-static bool
-all_done(void *arg)
-{
-    struct snd *v = arg;
-    for (int i = 0; i < NCONC; i++)
-        if (!v[i].done && !v[i].gone)
-            return false;
-    return true;
-}
-
 static void
 test_tunnel_concurrent_streams(void **state)
 {
     struct fx *f = *state;
-    struct snd *v = calloc(NCONC, sizeof(*v));
-    assert_non_null(v);
-    for (int i = 0; i < NCONC; i++)
-        assert_true(snd_connect(&f->t, &v[i], f->hc));
-    for (int i = 0; i < NCONC; i++) {
-        char req[128];
-        int n = snprintf(req, sizeof(req), "GET /size/%d HTTP/1.1\r\nHost: t\r\n\r\n", 1000 + i);
-        assert_int_equal(ahg_http_parser_set_request_method(v[i].p, "GET"), AHG_OK);
-        assert_int_equal(ahg_wsconn_send(v[i].ws, AHG_WS_BINARY, req, (size_t)n), AHG_OK);
-    }
-    assert_true(th_wait(&f->t, all_done, v, 30000));
-    for (int i = 0; i < NCONC; i++) {
-        assert_true(v[i].done);
-        assert_int_equal(v[i].status, 200);
-        assert_true(v[i].sum == pat_sum(1000 + (uint64_t)i));
-        snd_free(&v[i]);
-    }
-    free(v);
+    snd_concurrent(&f->t, f->hc, NCONC, 30000);
 }
 
 static bool
@@ -181,7 +154,7 @@ test_tunnel_keepalive_stream_logs_each_request(void **state)
     assert_true(snd_connect(&f->t, &s, f->hc));
     snd_request(&s, "GET", "/echo", 0, false);
     snd_request(&s, "POST", "/echo", 1024, false);
-    assert_true(s.sum == pat_sum(1024));
+    assert_true(s.sum == tb_pat_sum(1024));
     assert_true(th_wait(&f->t, logs_at_least_2, f, 2000));
     assert_int_equal(f->last_status, 200);
     snd_free(&s);
@@ -196,15 +169,15 @@ test_tunnel_large_bodies(void **state)
     snd_request(&s, "POST", "/echo", BIG, false);
     assert_int_equal(s.status, 200);
     assert_int_equal(s.body_bytes, BIG);
-    assert_true(s.sum == pat_sum(BIG));
+    assert_true(s.sum == tb_pat_sum(BIG));
     snd_free(&s);
 
     char path[64];
-    snprintf(path, sizeof(path), "/size/%llu", (unsigned long long)BIG);
+    (void)snprintf(path, sizeof(path), "/size/%llu", (unsigned long long)BIG);
     assert_true(snd_connect(&f->t, &s, f->hc));
     snd_request(&s, "GET", path, 0, false);
     assert_int_equal(s.body_bytes, BIG);
-    assert_true(s.sum == pat_sum(BIG));
+    assert_true(s.sum == tb_pat_sum(BIG));
     snd_free(&s);
 }
 
@@ -216,7 +189,7 @@ test_tunnel_chunked(void **state)
     assert_true(snd_connect(&f->t, &s, f->hc));
     snd_request(&s, "POST", "/echo", 200000, true);
     assert_int_equal(s.status, 200);
-    assert_true(s.sum == pat_sum(200000));
+    assert_true(s.sum == tb_pat_sum(200000));
     snd_request(&s, "GET", "/chunked", 0, false);
     assert_string_equal(s.body, "piece\npiece\npiece\npiece\npiece\n");
     snd_free(&s);
@@ -402,7 +375,7 @@ test_tunnel_http_mode(void **state)
     assert_true(thttp_wait(&h, 10000));
     assert_int_equal(h.head->status, 200);
     assert_int_equal(h.blen, 300000);
-    assert_true(fnv(FNV0, h.body, h.blen) == pat_sum(300000));
+    assert_true(tb_fnv(TB_FNV0, h.body, h.blen) == tb_pat_sum(300000));
     thttp_free(&h);
 
     /* a request body over 64 KiB: the relay hands it over a rendezvous (rendezvous-only
@@ -413,7 +386,7 @@ test_tunnel_http_mode(void **state)
     int hl = snprintf(req, 128, "PUT /open/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
                       blen);
     for (size_t i = 0; i < blen; i++)
-        req[(size_t)hl + i] = (char)pat(i);
+        req[(size_t)hl + i] = (char)tb_pat(i);
     memset(&h, 0, sizeof(h));
     thttp_send(&f->t, &h, "PUT", req, (size_t)hl + blen);
     free(req);
@@ -421,7 +394,7 @@ test_tunnel_http_mode(void **state)
     assert_int_equal(h.head->status, 200);
     assert_string_equal(th_field(h.head, "X-Method"), "PUT");
     assert_int_equal(h.blen, blen);
-    assert_true(fnv(FNV0, h.body, h.blen) == pat_sum(blen));
+    assert_true(tb_fnv(TB_FNV0, h.body, h.blen) == tb_pat_sum(blen));
     thttp_free(&h);
 
     /* the local app is down: 502 with the message, inline and over a rendezvous */

@@ -27,69 +27,11 @@
 
 extern char **environ;
 
-unsigned char
-gpat(uint64_t i)
-{
-    return (unsigned char)((i * 31u + (i >> 11)) & 0xffu);
-}
-
-uint64_t
-gfnv(uint64_t h, const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-uint64_t
-gpat_sum(uint64_t n)
-{
-    uint64_t h = FNV_INIT;
-    unsigned char buf[8192];
-    for (uint64_t off = 0; off < n;) {
-        size_t k = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
-        for (size_t i = 0; i < k; i++)
-            buf[i] = gpat(off + i);
-        h = gfnv(h, buf, k);
-        off += k;
-    }
-    return h;
-}
-
-int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    (void)close(fd);
-    return ntohs(a.sin_port);
-}
-
 void
 sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     (void)nanosleep(&ts, NULL);
-}
-
-bool
-port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    (void)close(fd);
-    return ok;
 }
 
 /* ---- child processes: killed at exit, also when a test failed midway ---- */
@@ -133,42 +75,6 @@ child_untrack(pid_t pid)
 
 /* ---- redis-server ---- */
 
-void
-rsrv_start(struct rsrv *s, int port)
-{
-    s->port = port ? port : free_port();
-    char portstr[16];
-    (void)snprintf(portstr, sizeof(portstr), "%d", s->port);
-    const char *argv[] = {"redis-server", "--port", portstr,        "--bind", "127.0.0.1",
-                          "--save",       "",       "--appendonly", "no",     NULL};
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0),
-                     0);
-    assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0),
-                     0);
-    int rc = posix_spawnp(&s->pid, "redis-server", &fa, NULL, (char *const *)argv, environ);
-    (void)posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        fail_msg("cannot start redis-server (scripts/install-deps.sh installs it)");
-    child_track(s->pid);
-    for (int i = 0; i < 200 && !port_open(s->port); i++)
-        sleep_ms(25);
-    assert_true(port_open(s->port));
-}
-
-void
-rsrv_stop(struct rsrv *s)
-{
-    if (s->pid <= 0)
-        return;
-    (void)kill(s->pid, SIGKILL);
-    int st = 0;
-    (void)waitpid(s->pid, &st, 0);
-    child_untrack(s->pid);
-    s->pid = 0;
-}
-
 /* ---- the local app ---- */
 
 struct job {
@@ -177,34 +83,8 @@ struct job {
     struct lapp *a;
     uint64_t total, off, sum;
     unsigned events;
-    bool sink;
+    bool sink, ended;
 };
-
-static void
-echo_body(struct ahg_httpd_req *r, const char *p, size_t n)
-{
-    if (ahg_httpd_resp_write(r, p, n) != AHG_OK) {
-        ahg_httpd_resp_abort(r);
-        return;
-    }
-    if (!ahg_httpd_resp_writable(r))
-        ahg_httpd_req_pause_body(r);
-}
-
-static void
-echo_drain(struct ahg_httpd_req *r)
-{
-    ahg_httpd_req_resume_body(r);
-}
-
-static void
-echo_end(struct ahg_httpd_req *r)
-{
-    (void)ahg_httpd_resp_end(r);
-}
-
-static const struct ahg_httpd_req_cbs echo_cbs = {
-    .on_body = echo_body, .on_body_end = echo_end, .on_drain = echo_drain};
 
 static void
 job_finish(struct ahg_httpd_req *r, bool completed)
@@ -219,19 +99,7 @@ static void
 gen_pump(struct ahg_httpd_req *r)
 {
     struct job *j = ahg_httpd_req_ud(r);
-    unsigned char buf[16384];
-    while (j->off < j->total && ahg_httpd_resp_writable(r)) {
-        size_t k = j->total - j->off < sizeof(buf) ? (size_t)(j->total - j->off) : sizeof(buf);
-        for (size_t i = 0; i < k; i++)
-            buf[i] = gpat(j->off + i);
-        if (ahg_httpd_resp_write(r, buf, k) != AHG_OK)
-            return;
-        j->off += k;
-    }
-    if (j->off == j->total && j->total != UINT64_MAX) {
-        j->total = UINT64_MAX;
-        (void)ahg_httpd_resp_end(r);
-    }
+    tb_gen_pump(r, &j->off, j->total, &j->ended);
 }
 
 static const struct ahg_httpd_req_cbs gen_cbs = {.on_drain = gen_pump, .on_finish = job_finish};
@@ -241,7 +109,7 @@ sink_body(struct ahg_httpd_req *r, const char *p, size_t n)
 {
     struct job *j = ahg_httpd_req_ud(r);
     j->off += n;
-    j->sum = gfnv(j->sum, (const unsigned char *)p, n);
+    j->sum = tb_fnv(j->sum, (const unsigned char *)p, n);
 }
 
 static void
@@ -293,7 +161,7 @@ job_new(struct lapp *a, struct ahg_httpd_req *r)
     assert_non_null(j);
     j->a = a;
     j->r = r;
-    j->sum = FNV_INIT;
+    j->sum = TB_FNV0;
     return j;
 }
 
@@ -360,12 +228,7 @@ app_request(struct ahg_httpd_req *r)
         ahg_timer_start(&j->tm, 5);
         return;
     }
-    /* echo */
-    int64_t len = h->framing == AHG_HTTP_BODY_LENGTH ? (int64_t)h->content_length
-                  : h->framing == AHG_HTTP_BODY_NONE ? 0
-                                                     : AHG_HTTPD_LEN_CHUNKED;
-    ahg_httpd_req_set_cbs(r, &echo_cbs, NULL);
-    assert_int_equal(ahg_httpd_resp_begin(r, resp, len), AHG_OK);
+    tb_echo(r, resp); /* anything else: echo */
 }
 
 void
@@ -453,7 +316,7 @@ gfx_start(struct gfx *f, const struct ahg_gw_opts *o)
     th_start(&f->t, NULL);
     if (getenv("GW_IT_LOG"))
         ahg_log_setup("gw-it", AHG_LOG_FORMAT_TEXT, AHG_LOG_LVL_DEBUG, 2);
-    rsrv_start(&f->rs, 0);
+    ts_redis_start(&f->rs, 0, NULL);
     f->store = gfx_store(f);
     f->stores[0] = NULL;
     assert_true(th_wait(&f->t, store_up, f->store, 5000));
@@ -470,10 +333,35 @@ gfx_start(struct gfx *f, const struct ahg_gw_opts *o)
     route_put(f, "t1", "hc1", NULL);
 }
 
+int
+gfx_setup(void **state, const struct ahg_gw_opts *o)
+{
+    struct gfx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    gfx_start(f, o);
+    *state = f;
+    return 0;
+}
+
+int
+gfx_teardown(void **state)
+{
+    struct gfx *f = *state;
+    gfx_stop(f);
+    free(f);
+    return 0;
+}
+
 struct ahg_gw *
 gfx_gw_new(struct gfx *f, struct ahg_gw_opts *o, struct ahg_store *store)
 {
     gfx_gw_opts(f, o);
+    return gfx_gw_new_as_is(f, o, store);
+}
+
+struct ahg_gw *
+gfx_gw_new_as_is(struct gfx *f, const struct ahg_gw_opts *o, struct ahg_store *store)
+{
     int err = 0;
     struct ahg_gw *gw = ahg_gw_new(f->t.loop, store ? store : f->store, o, &err);
     assert_non_null(gw);
@@ -499,7 +387,7 @@ gfx_stop(struct gfx *f)
     ahg_gw_free(f->gw);
     for (size_t i = 0; i < 8; i++)
         ahg_gw_free(f->extra[i]);
-    rsrv_stop(&f->rs);
+    ts_redis_stop(&f->rs);
 }
 
 struct op {
@@ -580,7 +468,7 @@ hcli_body(void *ud, const char *p, size_t n)
         h->body[h->blen] = '\0';
     }
     h->got += n;
-    h->sum = gfnv(h->sum, (const unsigned char *)p, n);
+    h->sum = tb_fnv(h->sum, (const unsigned char *)p, n);
     return AHG_OK;
 }
 
@@ -598,7 +486,7 @@ hcli_pump(struct hcli *h)
         size_t k =
             h->up_total - h->up_off < sizeof(buf) ? (size_t)(h->up_total - h->up_off) : sizeof(buf);
         for (size_t i = 0; i < k; i++)
-            buf[i] = gpat(h->up_off + i);
+            buf[i] = tb_pat(h->up_off + i);
         if (h->up_chunked) {
             char sz[24];
             int l = snprintf(sz, sizeof(sz), "%zx\r\n", k);
@@ -695,7 +583,7 @@ hcli_send(struct th *t, struct hcli *h, int port, const char *tls_host, const ch
 {
     memset(h, 0, sizeof(*h));
     h->t = t;
-    h->sum = FNV_INIT;
+    h->sum = TB_FNV0;
     (void)snprintf(h->method, sizeof(h->method), "%s", method);
     h->p = ahg_http_parser_new(AHG_HTTP_RESPONSE, NULL, NULL);
     assert_non_null(h->p);

@@ -22,27 +22,15 @@
 #include "cli/tunnel.h"
 #include "gw/gateway.h"
 #include "harness.h"
+#include "tbody.h"
+#include "tsupport.h"
 
 #define GW_DOMAIN "gw.test"
-#define FNV_INIT  1469598103934665603ull
 
-unsigned char gpat(uint64_t i);
-uint64_t gfnv(uint64_t h, const unsigned char *p, size_t n);
-uint64_t gpat_sum(uint64_t n);
-int free_port(void);
 void sleep_ms(long ms);
-bool port_open(int port);
 /* Child processes killed (SIGKILL) at exit unless untracked (after the test reaped them). */
 void child_track(pid_t pid);
 void child_untrack(pid_t pid);
-
-/* ---- redis-server ---- */
-struct rsrv {
-    pid_t pid;
-    int port;
-};
-void rsrv_start(struct rsrv *s, int port); /* port 0 = a free one */
-void rsrv_stop(struct rsrv *s);            /* SIGKILL + wait */
 
 /* ---- the local app ---- */
 struct lapp {
@@ -58,7 +46,7 @@ void lapp_start(struct th *t, struct lapp *a);
 /* ---- fixture ---- */
 struct gfx {
     struct th t;
-    struct rsrv rs;
+    struct ts_redis rs;
     struct ahg_store *store;
     struct ahg_gw *gw;
     int port;
@@ -71,10 +59,17 @@ struct gfx {
 };
 /* Another gateway on f's loop (options completed by gfx_gw_opts), on store (NULL = f's). */
 struct ahg_gw *gfx_gw_new(struct gfx *f, struct ahg_gw_opts *o, struct ahg_store *store);
+/* The same with o used as it is (e.g. completed by gfx_gw_opts, then changed). */
+struct ahg_gw *gfx_gw_new_as_is(struct gfx *f, const struct ahg_gw_opts *o,
+                                struct ahg_store *store);
 /* Starts redis, the emulator, the app, a tunnel on hc1 and a gateway (o may adjust options;
  * relay endpoint, SAS key and domain are filled in). */
 void gfx_start(struct gfx *f, const struct ahg_gw_opts *o);
 void gfx_stop(struct gfx *f);
+/* cmocka group fixture: a started gfx (o as for gfx_start) into *state; gfx_teardown stops and
+ * frees it. */
+int gfx_setup(void **state, const struct ahg_gw_opts *o);
+int gfx_teardown(void **state);
 /* Options the fixture uses for its gateway (for a second one). */
 void gfx_gw_opts(struct gfx *f, struct ahg_gw_opts *o);
 struct ahg_store *gfx_store(struct gfx *f); /* a new store client on f's redis */

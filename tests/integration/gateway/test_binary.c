@@ -138,7 +138,7 @@ test_gateway_binary_tls_and_reload(void **state)
     (void)snprintf(key, sizeof(key), "%s/tls.key", dir);
     copy_file(CERTS "/server.pem", cert);
     copy_file(CERTS "/server.key", key);
-    int port = free_port();
+    int port = ts_free_port();
     char ports[16];
     (void)snprintf(ports, sizeof(ports), "%d", port);
     const char *const args[] = {"--domain",
@@ -159,9 +159,7 @@ test_gateway_binary_tls_and_reload(void **state)
                                 key,
                                 NULL};
     pid_t pid = spawn_gw(args, NULL);
-    for (int i = 0; i < 400 && !port_open(port); i++)
-        sleep_ms(25);
-    assert_true(port_open(port));
+    assert_true(ts_wait_port(port, 10000));
     char a[256], b[256];
     served_fp(port, a, sizeof(a));
     file_fp(CERTS "/server.pem", b, sizeof(b));
@@ -202,21 +200,8 @@ test_gateway_binary_tls_and_reload(void **state)
 static int
 setup(void **state)
 {
-    struct gfx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
     struct ahg_gw_opts o = {.admin_port = -1};
-    gfx_start(f, &o);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct gfx *f = *state;
-    gfx_stop(f);
-    free(f);
-    return 0;
+    return gfx_setup(state, &o);
 }
 
 struct proc {
@@ -228,8 +213,8 @@ struct proc {
 static void
 proc_start(struct gfx *f, struct proc *p)
 {
-    p->port = free_port();
-    p->admin = free_port();
+    p->port = ts_free_port();
+    p->admin = ts_free_port();
     (void)snprintf(p->keyfile, sizeof(p->keyfile), "/tmp/gw-it-key-%d", (int)getpid());
     FILE *k = fopen(p->keyfile, "w");
     assert_non_null(k);
@@ -262,9 +247,9 @@ proc_start(struct gfx *f, struct proc *p)
                                 NULL};
     p->pid = spawn_gw(args, getenv("GW_IT_LOG") ? "/tmp/gw-it-child.log" : NULL);
     /* keep the loop (relay, tunnel) running while the process starts */
-    for (int i = 0; i < 400 && !port_open(p->port); i++)
+    for (int i = 0; i < 400 && !ts_wait_port(p->port, 0); i++)
         th_run(&f->t, 25);
-    assert_true(port_open(p->port));
+    assert_true(ts_wait_port(p->port, 0));
 }
 
 static void
@@ -297,7 +282,7 @@ test_gateway_binary_kill9_under_load(void **state)
             assert_true(ok);
             assert_int_equal(h[i].status, 200);
             assert_true(h[i].got == 300000);
-            assert_true(h[i].sum == gpat_sum(300000));
+            assert_true(h[i].sum == tb_pat_sum(300000));
         }
         hcli_free(&h[i]);
     }
@@ -406,5 +391,5 @@ main(void)
         cmocka_unit_test(test_gateway_binary_sigterm_drains),
     };
     int rc = cmocka_run_group_tests(alone, NULL, NULL);
-    return rc + cmocka_run_group_tests(tests, setup, teardown);
+    return rc + cmocka_run_group_tests(tests, setup, gfx_teardown);
 }

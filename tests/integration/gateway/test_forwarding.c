@@ -22,21 +22,8 @@
 static int
 setup(void **state)
 {
-    struct gfx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
     struct ahg_gw_opts o = {.admin_port = 0};
-    gfx_start(f, &o);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct gfx *f = *state;
-    gfx_stop(f);
-    free(f);
-    return 0;
+    return gfx_setup(state, &o);
 }
 
 /* ---- WebSocket ---- */
@@ -78,7 +65,7 @@ wsc_message(struct ahg_wsconn *ws, enum ahg_ws_opcode op, const unsigned char *p
     struct wsc *c = ahg_wsconn_ud(ws);
     c->msgs++;
     c->last_len = n;
-    c->last_sum = gfnv(FNV_INIT, p, n);
+    c->last_sum = tb_fnv(TB_FNV0, p, n);
     (void)snprintf(c->last, sizeof(c->last), "%.*s", (int)(n < 63 ? n : 63), (const char *)p);
 }
 
@@ -139,12 +126,12 @@ test_gateway_websocket(void **state)
     unsigned char *buf = malloc(n);
     assert_non_null(buf);
     for (size_t i = 0; i < n; i++)
-        buf[i] = gpat(i);
+        buf[i] = tb_pat(i);
     assert_int_equal(ahg_wsconn_send(c.ws, AHG_WS_BINARY, buf, n), AHG_OK);
     want_msgs = 2;
     assert_true(th_wait(&f->t, wsc_got, &c, 30000));
     assert_int_equal(c.last_len, n);
-    assert_true(c.last_sum == gfnv(FNV_INIT, buf, n));
+    assert_true(c.last_sum == tb_fnv(TB_FNV0, buf, n));
     free(buf);
     assert_int_equal(ahg_gw_active(f->gw), 1);
     (void)ahg_wsconn_close(c.ws, 1000, "bye");
@@ -207,7 +194,7 @@ test_gateway_100mib_up_and_down(void **state)
 {
     struct gfx *f = *state;
     uint64_t n = 100 * MIB;
-    uint64_t sum = gpat_sum(n);
+    uint64_t sum = tb_pat_sum(n);
     struct hcli h;
     char raw[256];
     (void)snprintf(raw, sizeof(raw),
@@ -244,7 +231,7 @@ test_gateway_chunked_upload_echoed(void **state)
     assert_int_equal(h.status, 200);
     assert_string_equal(hfield(h.head, "X-Method"), "PUT");
     assert_true(h.got == n);
-    assert_true(h.sum == gpat_sum(n));
+    assert_true(h.sum == tb_pat_sum(n));
     hcli_free(&h);
 }
 
@@ -327,7 +314,7 @@ test_gateway_redis_restart(void **state)
     assert_int_equal(hget(f, &h, "GET", "t1." GW_DOMAIN, "/echo", NULL), 200);
     hcli_free(&h);
     int port = f->rs.port;
-    rsrv_stop(&f->rs);
+    ts_redis_stop(&f->rs);
     assert_true(th_wait(&f->t, store_down, f->store, 10000));
     /* known routes keep working from the cache, unknown ones are 503 */
     for (int i = 0; i < 3; i++) {
@@ -338,7 +325,7 @@ test_gateway_redis_restart(void **state)
     assert_string_equal(hfield(h.head, "Retry-After"), "5");
     hcli_free(&h);
     assert_true(ahg_gw_ready(f->gw)); /* the cache is warm */
-    rsrv_start(&f->rs, port);
+    ts_redis_start(&f->rs, port, NULL);
     assert_true(th_wait(&f->t, store_is_up, f->store, 20000));
     route_put(f, "fresh", "hc1", NULL);
     assert_int_equal(hget(f, &h, "GET", "fresh." GW_DOMAIN, "/echo", NULL), 200);
@@ -370,13 +357,7 @@ test_gateway_entra_credential(void **state)
     o.sas_key = NULL;
     o.sas_key_name = NULL;
     o.azid = f->azid;
-    struct ahg_gw *gw2 = ahg_gw_new(f->t.loop, gfx_store(f), &o, &err);
-    assert_non_null(gw2);
-    for (size_t i = 0; i < 8; i++)
-        if (!f->extra[i]) {
-            f->extra[i] = gw2;
-            break;
-        }
+    struct ahg_gw *gw2 = gfx_gw_new_as_is(f, &o, gfx_store(f));
     for (int i = 0; i < 3; i++) {
         struct hcli h;
         hcli_send(&f->t, &h, ahg_gw_port(gw2), NULL, "GET",
@@ -391,13 +372,7 @@ test_gateway_entra_credential(void **state)
     gfx_gw_opts(f, &n);
     n.sas_key = NULL;
     n.sas_key_name = NULL;
-    struct ahg_gw *gw3 = ahg_gw_new(f->t.loop, gfx_store(f), &n, &err);
-    assert_non_null(gw3);
-    for (size_t i = 0; i < 8; i++)
-        if (!f->extra[i]) {
-            f->extra[i] = gw3;
-            break;
-        }
+    struct ahg_gw *gw3 = gfx_gw_new_as_is(f, &n, gfx_store(f));
     struct hcli h;
     hcli_send(&f->t, &h, ahg_gw_port(gw3), NULL, "GET",
               "GET /echo HTTP/1.1\r\nHost: t1." GW_DOMAIN "\r\n\r\n", 0, false);
@@ -420,5 +395,5 @@ main(void)
         cmocka_unit_test(test_gateway_redis_restart),
         cmocka_unit_test(test_gateway_entra_credential),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, gfx_teardown);
 }

@@ -20,24 +20,11 @@
 static int
 setup(void **state)
 {
-    struct gfx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
     struct ahg_gw_opts o = {.header_timeout_ms = 400,
                             .api_allow_cidr = "127.0.0.0/8",
                             .admin_port = 0,
                             .cache_neg_ttl_ms = 60000};
-    gfx_start(f, &o);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct gfx *f = *state;
-    gfx_stop(f);
-    free(f);
-    return 0;
+    return gfx_setup(state, &o);
 }
 
 static void
@@ -215,16 +202,9 @@ test_gateway_relay_unreachable_502(void **state)
     struct ahg_gw_opts o = {.admin_port = -1};
     gfx_gw_opts(f, &o);
     char ep[64];
-    (void)snprintf(ep, sizeof(ep), "ws://127.0.0.1:%d", free_port()); /* nobody listens */
+    (void)snprintf(ep, sizeof(ep), "ws://127.0.0.1:%d", ts_free_port()); /* nobody listens */
     o.relay_endpoint = ep;
-    int err = 0;
-    struct ahg_gw *gw2 = ahg_gw_new(f->t.loop, gfx_store(f), &o, &err);
-    assert_non_null(gw2);
-    for (size_t i = 0; i < 8; i++)
-        if (!f->extra[i]) {
-            f->extra[i] = gw2;
-            break;
-        }
+    struct ahg_gw *gw2 = gfx_gw_new_as_is(f, &o, gfx_store(f));
     struct hcli h;
     hcli_send(&f->t, &h, ahg_gw_port(gw2), NULL, "GET",
               "GET /echo HTTP/1.1\r\nHost: t1." GW_DOMAIN "\r\n\r\n", 0, false);
@@ -500,5 +480,5 @@ main(void)
         cmocka_unit_test(test_gateway_newer_record_is_absent),
         cmocka_unit_test(test_gateway_drain),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, gfx_teardown);
 }

@@ -142,24 +142,20 @@ client_main(void *arg)
     return NULL;
 }
 
+/* Runs a server with o (name, port and handler filled in here) on a loop of its own until the
+ * client thread, which plays x, is done; returns x. */
 static struct exchange *
-run(const char *send, size_t send_len, unsigned pause_ms, uint64_t header_timeout_ms)
+run_exchange(struct ahg_httpd_opts *o, struct exchange *x)
 {
     struct ahg_loop *loop = ahg_loop_new(NULL);
     assert_non_null(loop);
-    struct ahg_httpd_opts o = {.name = "t", .port = 0, .on_request = on_request};
-    o.header_timeout_ms = header_timeout_ms;
-    o.limits.max_head = 1024;
-    o.limits.max_line = 256;
-    o.limits.max_fields = 32;
+    o->name = "t";
+    o->port = 0;
+    o->on_request = on_request;
     int err = 0;
-    struct ahg_httpd *s = ahg_httpd_new(loop, &o, &err);
+    struct ahg_httpd *s = ahg_httpd_new(loop, o, &err);
     assert_non_null(s);
-    struct exchange *x = calloc(1, sizeof(*x));
     x->port = ahg_httpd_port(s);
-    x->send = send;
-    x->send_len = send_len;
-    x->pause_ms = pause_ms;
     x->loop = loop;
     finished_ok = finished_bad = 0;
     pthread_t th;
@@ -170,29 +166,31 @@ run(const char *send, size_t send_len, unsigned pause_ms, uint64_t header_timeou
     return x;
 }
 
+static struct exchange *
+run(const char *send, size_t send_len, unsigned pause_ms, uint64_t header_timeout_ms)
+{
+    struct ahg_httpd_opts o = {.header_timeout_ms = header_timeout_ms};
+    o.limits.max_head = 1024;
+    o.limits.max_line = 256;
+    o.limits.max_fields = 32;
+    struct exchange *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    x->send = send;
+    x->send_len = send_len;
+    x->pause_ms = pause_ms;
+    return run_exchange(&o, x);
+}
+
 /* Sends pieces gap_ms apart to a server whose idle timeout is idle_ms. */
 static struct exchange *
 run_trickle(const char *const *pieces, unsigned gap_ms, uint64_t idle_ms)
 {
-    struct ahg_loop *loop = ahg_loop_new(NULL);
-    assert_non_null(loop);
-    struct ahg_httpd_opts o = {.name = "t", .port = 0, .on_request = on_request};
-    o.idle_timeout_ms = idle_ms;
-    int err = 0;
-    struct ahg_httpd *s = ahg_httpd_new(loop, &o, &err);
-    assert_non_null(s);
+    struct ahg_httpd_opts o = {.idle_timeout_ms = idle_ms};
     struct exchange *x = calloc(1, sizeof(*x));
-    x->port = ahg_httpd_port(s);
+    assert_non_null(x);
     x->pieces = pieces;
     x->gap_ms = gap_ms;
-    x->loop = loop;
-    finished_ok = finished_bad = 0;
-    pthread_t th;
-    pthread_create(&th, NULL, client_main, x);
-    ahg_loop_run(loop);
-    pthread_join(th, NULL);
-    ahg_loop_free(loop);
-    return x;
+    return run_exchange(&o, x);
 }
 
 static size_t
@@ -254,13 +252,13 @@ test_httpd_limits_431_414_413(void **state)
 {
     (void)state;
     char big[2048];
-    snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %01500d\r\n\r\n", 0);
+    (void)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %01500d\r\n\r\n", 0);
     struct exchange *x = run(big, 0, 0, 0);
     assert_non_null(strstr(x->got, "HTTP/1.1 431 "));
     assert_true(x->closed);
     free(x);
 
-    snprintf(big, sizeof(big), "GET /%0400d HTTP/1.1\r\nHost: x\r\n\r\n", 0);
+    (void)snprintf(big, sizeof(big), "GET /%0400d HTTP/1.1\r\nHost: x\r\n\r\n", 0);
     x = run(big, 0, 0, 0);
     assert_non_null(strstr(x->got, "HTTP/1.1 414 "));
     free(x);

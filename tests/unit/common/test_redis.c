@@ -12,158 +12,15 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "loop_until.h"
+#include "tsupport.h"
 
 #include "ahg/err.h"
 #include "ahg/net.h"
 
-extern char **environ;
-
 #define CERTS AHG_TEST_FIXTURES "/certs"
-
-struct server {
-    pid_t pid;
-    int port;
-};
-
-/* Servers still running, killed by the group teardown when a test failed midway. */
-static pid_t live[8];
-
-static int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    (void)close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void
-sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    (void)nanosleep(&ts, NULL);
-}
-
-static bool
-port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    (void)close(fd);
-    return ok;
-}
-
-/* Starts redis-server on port (0 = a free one), optionally with a password. */
-static void
-server_start_ex(struct server *s, int port, const char *password, bool tls)
-{
-    s->port = port != 0 ? port : free_port();
-    char portstr[16];
-    (void)snprintf(portstr, sizeof(portstr), "%d", s->port);
-    const char *argv[32] = {
-        "redis-server", "--port", portstr,        "--bind", "127.0.0.1",
-        "--save",       "",       "--appendonly", "no",     "--enable-debug-command",
-        "yes"};
-    int argc = 11;
-    if (password != NULL) {
-        argv[argc++] = "--requirepass";
-        argv[argc++] = password;
-    }
-    if (tls) {
-        argv[1] = "--tls-port";
-        argv[argc++] = "--port";
-        argv[argc++] = "0";
-    }
-    argv[argc] = NULL;
-    const char *tls_argv[] = {
-        "--tls-cert-file",    CERTS "/server.pem", "--tls-key-file",     CERTS "/server.key",
-        "--tls-ca-cert-file", CERTS "/ca.pem",     "--tls-auth-clients", "no"};
-    if (tls) {
-        for (size_t i = 0; i < sizeof(tls_argv) / sizeof(tls_argv[0]); i++)
-            argv[argc++] = tls_argv[i];
-        argv[argc] = NULL;
-    }
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0),
-                     0);
-    assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0),
-                     0);
-    int rc = posix_spawnp(&s->pid, "redis-server", &fa, NULL, (char *const *)argv, environ);
-    (void)posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        fail_msg("cannot start redis-server (scripts/install-deps.sh installs it)");
-    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
-        if (live[i] == 0) {
-            live[i] = s->pid;
-            break;
-        }
-    }
-    for (int i = 0; i < 200 && !port_open(s->port); i++)
-        sleep_ms(25);
-    assert_true(port_open(s->port));
-}
-
-static void
-server_start(struct server *s, int port, const char *password)
-{
-    server_start_ex(s, port, password, false);
-}
-
-static void
-server_stop(struct server *s)
-{
-    if (s->pid <= 0)
-        return;
-    (void)kill(s->pid, SIGKILL);
-    int st = 0;
-    (void)waitpid(s->pid, &st, 0);
-    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
-        if (live[i] == s->pid)
-            live[i] = 0;
-    }
-    s->pid = 0;
-}
-
-/* ---- loop driving ---- */
-
-static void
-tick_cb(struct ahg_timer *t)
-{
-    ahg_timer_start(t, 10);
-}
-
-/* Runs the loop until *flag turns true or ms pass; returns *flag. */
-static bool
-run_until(struct ahg_loop *loop, const bool *flag, uint64_t ms)
-{
-    struct ahg_timer tick;
-    ahg_timer_init(&tick, loop, tick_cb, NULL);
-    ahg_timer_start(&tick, 10);
-    uint64_t end = ahg_now_ms() + ms;
-    while (!*flag && ahg_now_ms() < end)
-        ahg_loop_run_once(loop);
-    ahg_timer_stop(&tick);
-    return *flag;
-}
 
 struct ctx {
     bool up;
@@ -251,8 +108,8 @@ static void
 test_redis_set_get_incr_expire(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, NULL);
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, NULL);
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ahg_redis *r = client_new(loop, s.port, NULL, 0, &c);
@@ -292,7 +149,7 @@ test_redis_set_get_incr_expire(void **state)
 
     ahg_redis_free(r);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 struct order {
@@ -317,8 +174,8 @@ static void
 test_redis_pipeline_100_in_order(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, NULL);
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, NULL);
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ahg_redis *r = client_new(loop, s.port, NULL, 0, &c);
@@ -331,15 +188,15 @@ test_redis_pipeline_100_in_order(void **state)
     assert_int_equal(o.bad, 0);
     ahg_redis_free(r);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 static void
 test_redis_pending_bound(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, NULL);
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, NULL);
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ahg_redis_opts ro = {
@@ -358,15 +215,15 @@ test_redis_pending_bound(void **state)
     assert_int_equal(c.nreplies, 2);
     assert_int_equal(c.err, AHG_ECLOSED);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 static void
 test_redis_auth_ok_and_failure(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, "s3cret");
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, "s3cret");
     struct ahg_loop *loop = ahg_loop_new(NULL);
 
     struct ctx bad = {0};
@@ -384,7 +241,7 @@ test_redis_auth_ok_and_failure(void **state)
     ahg_redis_free(r);
 
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 static void
@@ -422,8 +279,8 @@ static void
 test_redis_pubsub_and_restart(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, "pw");
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, "pw");
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ctx sc = {0};
@@ -436,7 +293,7 @@ test_redis_pubsub_and_restart(void **state)
 
     /* kill the server: the client reports down and fails fast */
     int port = s.port;
-    server_stop(&s);
+    ts_redis_stop(&s);
     assert_true(run_until(loop, &c.down, 5000));
     assert_int_equal(c.down_err, AHG_EUNAVAIL);
     assert_int_equal(ahg_redis_command(r, reply_cb, &c, 1, (const char *[]){"PING"}, NULL),
@@ -446,7 +303,7 @@ test_redis_pubsub_and_restart(void **state)
     assert_false(ahg_redis_is_up(r));
 
     /* restart: both connections come back, the subscription is restored */
-    server_start(&s, port, "pw");
+    ts_redis_start(&s, port, "pw");
     assert_true(run_until(loop, &c.up, 5000));
     assert_int_equal(c.ups, 2);
     sub_wait(loop, r);
@@ -454,15 +311,15 @@ test_redis_pubsub_and_restart(void **state)
 
     ahg_redis_free(r);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 static void
 test_redis_command_timeout_resets(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, NULL);
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, NULL);
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ahg_redis *r = client_new(loop, s.port, NULL, 200, &c);
@@ -483,15 +340,15 @@ test_redis_command_timeout_resets(void **state)
     assert_string_equal(t.str, "PONG");
     ahg_redis_free(r);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 static void
 test_redis_large_value(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, NULL);
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, NULL);
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ahg_redis *r = client_new(loop, s.port, NULL, 0, &c);
@@ -514,7 +371,7 @@ test_redis_large_value(void **state)
     free(big);
     ahg_redis_free(r);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 /* Debian's redis-server is built with TLS: AUTH and commands over TLS with a verified cert. */
@@ -522,8 +379,8 @@ static void
 test_redis_tls(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start_ex(&s, 0, "pw", true);
+    struct ts_redis s = {0};
+    ts_redis_start_tls(&s, 0, "pw", AHG_TEST_FIXTURES "/certs");
     struct ahg_loop_opts lo = {.client_ca_file = CERTS "/ca.pem"};
     struct ahg_loop *loop = ahg_loop_new(&lo);
     assert_non_null(loop);
@@ -548,7 +405,7 @@ test_redis_tls(void **state)
     assert_string_equal(c.str, "over-tls");
     ahg_redis_free(r);
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 /* A host name is looked up off the loop on every connect; an unknown one keeps retrying
@@ -557,8 +414,8 @@ static void
 test_redis_host_name(void **state)
 {
     (void)state;
-    struct server s = {0};
-    server_start(&s, 0, NULL);
+    struct ts_redis s = {0};
+    ts_redis_start(&s, 0, NULL);
     struct ahg_loop *loop = ahg_loop_new(NULL);
     struct ctx c = {0};
     struct ahg_redis_opts o = {
@@ -575,9 +432,9 @@ test_redis_host_name(void **state)
     cmd_wait(loop, r, &c, 3, (const char *[]){"SET", "named", "yes"});
     assert_int_equal(c.err, AHG_OK);
     /* after a restart it connects again (a fresh lookup each time) */
-    server_stop(&s);
+    ts_redis_stop(&s);
     assert_true(run_until(loop, &c.down, 5000));
-    server_start(&s, s.port, NULL);
+    ts_redis_start(&s, s.port, NULL);
     assert_true(run_until(loop, &c.up, 10000));
     ahg_redis_free(r);
 
@@ -592,7 +449,7 @@ test_redis_host_name(void **state)
     assert_false(ahg_redis_is_up(r));
     ahg_redis_free(r); /* possibly with a lookup in flight */
     ahg_loop_free(loop);
-    server_stop(&s);
+    ts_redis_stop(&s);
 }
 
 static void
@@ -612,19 +469,6 @@ test_redis_new_rejects_bad_options(void **state)
     ahg_loop_free(loop);
 }
 
-static int
-kill_leftovers(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
-        if (live[i] > 0) {
-            struct server s = {.pid = live[i]};
-            server_stop(&s);
-        }
-    }
-    return 0;
-}
-
 int
 main(void)
 {
@@ -641,5 +485,5 @@ main(void)
         cmocka_unit_test(test_redis_tls),
         cmocka_unit_test(test_redis_host_name),
     };
-    return cmocka_run_group_tests(tests, NULL, kill_leftovers);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

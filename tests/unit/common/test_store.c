@@ -7,13 +7,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
-#include "redis_spawn.h"
+#include "loop_until.h"
+#include "tsupport.h"
 
 #include "ahg/err.h"
 #include "ahg/net.h"
@@ -25,38 +27,8 @@ static bool use_redis;
 struct fix {
     struct ahg_loop *loop;
     struct ahg_store *s;
-    struct rs_server srv;
+    struct ts_redis srv;
 };
-
-/* ---- loop driving ---- */
-
-static void
-tick_cb(struct ahg_timer *t)
-{
-    ahg_timer_start(t, 10);
-}
-
-/* Runs the loop until *flag turns true or ms pass; returns *flag. */
-static bool
-run_until(struct ahg_loop *loop, const bool *flag, uint64_t ms)
-{
-    struct ahg_timer tick;
-    ahg_timer_init(&tick, loop, tick_cb, NULL);
-    ahg_timer_start(&tick, 10);
-    uint64_t end = ahg_now_ms() + ms;
-    while (!*flag && ahg_now_ms() < end)
-        ahg_loop_run_once(loop);
-    ahg_timer_stop(&tick);
-    return *flag;
-}
-
-/* Runs the loop for ms (waiting for time itself to pass, e.g. an expiry). */
-static void
-run_for(struct ahg_loop *loop, uint64_t ms)
-{
-    bool never = false;
-    (void)run_until(loop, &never, ms);
-}
 
 struct res {
     bool done;
@@ -146,7 +118,7 @@ setup(void **state)
         assert_string_equal(ahg_store_kind(f->s), "memory");
         assert_true(ahg_store_is_up(f->s));
     } else {
-        rs_start(&f->srv, 0, NULL);
+        ts_redis_start(&f->srv, 0, NULL);
         char url[64];
         (void)snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->srv.port);
         int err = -1;
@@ -173,7 +145,7 @@ teardown(void **state)
     struct fix *f = *state;
     ahg_store_free(f->s);
     ahg_loop_free(f->loop);
-    rs_stop(&f->srv);
+    ts_redis_stop(&f->srv);
     free(f);
     return 0;
 }
@@ -583,7 +555,7 @@ test_store_redis_down_and_back(void **state)
     /* a second component sharing the store hears the same changes */
     assert_int_equal(ahg_store_on_state(f->s, state_cb, &ups2), AHG_OK);
     int port = f->srv.port;
-    rs_stop(&f->srv);
+    ts_redis_stop(&f->srv);
     for (uint64_t end = ahg_now_ms() + 5000; ahg_store_is_up(f->s) && ahg_now_ms() < end;)
         ahg_loop_run_once(f->loop);
     assert_false(ahg_store_is_up(f->s));
@@ -591,7 +563,7 @@ test_store_redis_down_and_back(void **state)
     struct res r;
     CALL(f, r, ahg_store_get(f->s, "k", res_cb, &r));
     assert_int_equal(r.err, AHG_EUNAVAIL);
-    rs_start(&f->srv, port, NULL);
+    ts_redis_start(&f->srv, port, NULL);
     for (uint64_t end = ahg_now_ms() + 15000; !ahg_store_is_up(f->s) && ahg_now_ms() < end;)
         ahg_loop_run_once(f->loop);
     assert_true(ahg_store_is_up(f->s));
@@ -638,8 +610,8 @@ test_store_url(void **state)
         return;
     }
     /* password and db from the URL; the password argument overrides the URL's */
-    struct rs_server srv = {0};
-    rs_start(&srv, 0, "s3cr%t");
+    struct ts_redis srv = {0};
+    ts_redis_start(&srv, 0, "s3cr%t");
     char url[128];
     const char *pw_args[] = {NULL, "s3cr%t"};
     for (size_t i = 0; i < 2; i++) {
@@ -659,8 +631,8 @@ test_store_url(void **state)
         ahg_store_free(s);
     }
     /* rediss://: TLS; the test CA is not trusted, so only tls_insecure comes up */
-    struct rs_server tsrv = {0};
-    rs_start_ex(&tsrv, 0, NULL, true);
+    struct ts_redis tsrv = {0};
+    ts_redis_start_tls(&tsrv, 0, NULL, AHG_TEST_FIXTURES "/certs");
     for (int insecure = 1; insecure >= 0; insecure--) {
         (void)snprintf(url, sizeof(url), "rediss://localhost:%d", tsrv.port);
         s = ahg_store_new_url(loop, url, NULL, insecure != 0, &err);
@@ -679,7 +651,7 @@ test_store_url(void **state)
         }
         ahg_store_free(s);
     }
-    rs_stop(&tsrv);
+    ts_redis_stop(&tsrv);
     /* a wrong password never comes up */
     (void)snprintf(url, sizeof(url), "redis://:nope@127.0.0.1:%d", srv.port);
     s = ahg_store_new_url(loop, url, NULL, false, &err);
@@ -687,7 +659,7 @@ test_store_url(void **state)
     run_for(loop, 300);
     assert_false(ahg_store_is_up(s));
     ahg_store_free(s);
-    rs_stop(&srv);
+    ts_redis_stop(&srv);
     ahg_loop_free(loop);
 }
 
@@ -730,7 +702,7 @@ main(void)
         BOTH(test_store_redis_down_and_back),
         cmocka_unit_test(test_store_url),
     };
-    int failed = cmocka_run_group_tests_name("memory", tests, group_memory, rs_kill_leftovers);
-    failed += cmocka_run_group_tests_name("redis", tests, group_redis, rs_kill_leftovers);
+    int failed = cmocka_run_group_tests_name("memory", tests, group_memory, NULL);
+    failed += cmocka_run_group_tests_name("redis", tests, group_redis, NULL);
     return failed;
 }
