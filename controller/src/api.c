@@ -202,6 +202,20 @@ req_back(struct ctl_req *q)
     return true;
 }
 
+/* A store reply came back: false when the request is abandoned, or answered 503 here because
+ * the store failed. */
+static bool
+store_back(struct ctl_req *q, int err)
+{
+    if (!req_back(q))
+        return false;
+    if (err != AHG_OK) {
+        answer_unavail(q, "the state store", err);
+        return false;
+    }
+    return true;
+}
+
 /* Frees on the next loop turn (the caller may still hold q). */
 static void
 req_defer_free(struct ctl_req *q)
@@ -639,12 +653,8 @@ on_claim(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void *
 {
     struct ctl_req *q = ud;
     (void)s;
-    if (!req_back(q))
+    if (!store_back(q, err))
         return;
-    if (err != AHG_OK) {
-        answer_unavail(q, "the state store", err);
-        return;
-    }
     if (rep->type == AHG_STORE_INT && rep->integer == 1) {
         q->claimed = true;
         create_hc(q);
@@ -784,12 +794,8 @@ on_quota_members(struct ahg_store *s, int err, const struct ahg_store_reply *rep
 {
     struct ctl_req *q = ud;
     (void)s;
-    if (!req_back(q))
+    if (!store_back(q, err))
         return;
-    if (err != AHG_OK) {
-        answer_unavail(q, "the state store", err);
-        return;
-    }
     size_t n = rep->type == AHG_STORE_ARRAY ? rep->n : 0;
     if (n < q->ctl->o.quota) {
         create_after_quota(q);
@@ -1024,12 +1030,8 @@ on_list_members(struct ahg_store *s, int err, const struct ahg_store_reply *rep,
 {
     struct ctl_req *q = ud;
     (void)s;
-    if (!req_back(q))
+    if (!store_back(q, err))
         return;
-    if (err != AHG_OK) {
-        answer_unavail(q, "the state store", err);
-        return;
-    }
     q->list = cJSON_CreateArray();
     q->batch = 0;
     q->batch_err = 0;
@@ -1211,12 +1213,8 @@ on_session_for(struct ahg_store *s, int err, const struct ahg_store_reply *rep, 
 {
     struct ctl_req *q = ud;
     (void)s;
-    if (!req_back(q))
+    if (!store_back(q, err))
         return;
-    if (err != AHG_OK) {
-        answer_unavail(q, "the state store", err);
-        return;
-    }
     q->session = parse_session(rep);
     if (!q->session || strcmp(jstr(q->session, "keyid"), q->keyid) != 0) {
         answer_err(q, 404, "not_found", "no tunnel %s for this API key", q->sid);
