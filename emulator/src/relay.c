@@ -1091,8 +1091,8 @@ static void rdv_dial_finish(struct ahg_httpd_req *r, bool completed);
 static const struct ahg_httpd_req_cbs rdv_sender_cbs = {.on_finish = rdv_sender_finish};
 static const struct ahg_httpd_req_cbs rdv_dial_cbs = {.on_finish = rdv_dial_finish};
 
-static struct ahg_httpd_req *
-take_req(struct ahg_httpd_req **slot)
+struct ahg_httpd_req *
+emu_take_req(struct ahg_httpd_req **slot)
 {
     struct ahg_httpd_req *r = *slot;
     *slot = NULL;
@@ -1112,8 +1112,8 @@ rdv_free(struct emu_rdv *v)
     struct emu_rhc *rh = v->rh;
     if (rh)
         ahg_list_remove(&rh->rdvs, &v->link);
-    struct ahg_httpd_req *s = take_req(&v->sender);
-    struct ahg_httpd_req *d = take_req(&v->dial);
+    struct ahg_httpd_req *s = emu_take_req(&v->sender);
+    struct ahg_httpd_req *d = emu_take_req(&v->dial);
     free(v);
     if (s)
         ahg_httpd_resp_abort(s);
@@ -1130,7 +1130,7 @@ rdv_expire(struct emu_rdv *v)
         v->expired = true; /* the dial in progress completes or fails first */
         return;
     }
-    struct ahg_httpd_req *s = take_req(&v->sender);
+    struct ahg_httpd_req *s = emu_take_req(&v->sender);
     char path[EMU_HC_NAME_MAX];
     (void)snprintf(path, sizeof(path), "%s", v->path);
     rdv_free(v);
@@ -1156,7 +1156,7 @@ rdv_sender_finish(struct ahg_httpd_req *r, bool completed)
     if (v->st == RDV_HOLD) {
         emu_relay_defer_cancel(v->df);
         v->df = NULL;
-        struct ahg_httpd_req *d = take_req(&v->dial);
+        struct ahg_httpd_req *d = emu_take_req(&v->dial);
         v->st = RDV_GONE;
         if (d)
             emu_relay_fail(v->rl->e, d, 410,
@@ -1191,8 +1191,8 @@ rdv_complete(void *arg)
     v->df = NULL;
     if (v->st != RDV_HOLD || !v->sender || !v->dial)
         return;
-    struct ahg_httpd_req *d = take_req(&v->dial);
-    struct ahg_httpd_req *s = take_req(&v->sender);
+    struct ahg_httpd_req *d = emu_take_req(&v->dial);
+    struct ahg_httpd_req *s = emu_take_req(&v->sender);
     char path[EMU_HC_NAME_MAX];
     (void)snprintf(path, sizeof(path), "%s", v->path);
     struct emu_rhc *rh = v->rh;
@@ -1248,7 +1248,7 @@ rdv_dial(struct emu_rdv *v, struct ahg_httpd_req *r)
             emu_relay_fail(e, r, 403, "URL is not valid.", v->path);
             return;
         }
-        struct ahg_httpd_req *s = take_req(&v->sender);
+        struct ahg_httpd_req *s = emu_take_req(&v->sender);
         rdv_free(v);
         emu_relay_respond_desc(r, 410, "Gone");
         if (s)
@@ -1440,8 +1440,8 @@ emu_relay_hc_deleted(struct emu *e, struct emu_hc *hc)
         struct emu_rdv *v = AHG_LIST_ENTRY(n, struct emu_rdv, link);
         v->rh = NULL; /* the whole list goes: rdv_free need not unlink */
         ahg_list_node_init(&v->link);
-        struct ahg_httpd_req *s = take_req(&v->sender);
-        struct ahg_httpd_req *d = take_req(&v->dial);
+        struct ahg_httpd_req *s = emu_take_req(&v->sender);
+        struct ahg_httpd_req *d = emu_take_req(&v->dial);
         char path[EMU_HC_NAME_MAX];
         (void)snprintf(path, sizeof(path), "%s", v->path);
         rdv_free(v);

@@ -233,16 +233,6 @@ emu_relay_fits_inline(size_t json_len, enum ahg_http_framing framing, uint64_t c
 
 /* ---- lifetime ---- */
 
-static struct ahg_httpd_req *
-take(struct ahg_httpd_req **slot)
-{
-    struct ahg_httpd_req *r = *slot;
-    *slot = NULL;
-    if (r)
-        ahg_httpd_req_set_cbs(r, NULL, NULL);
-    return r;
-}
-
 static void
 h_arm(struct emu_hreq *h)
 {
@@ -298,10 +288,10 @@ h_release(struct emu_hreq *h)
         emu_relay_defer_cancel(h->df);
         h->df = NULL;
         src_forget(h);
-        struct ahg_httpd_req *r = take(&h->r);
+        struct ahg_httpd_req *r = emu_take_req(&h->r);
         if (r)
             ahg_httpd_resp_abort(r);
-        struct ahg_httpd_req *d = take(&h->dial);
+        struct ahg_httpd_req *d = emu_take_req(&h->dial);
         if (d)
             emu_relay_respond_desc(d, 410, "Gone");
         ahg_http_head_free(h->resp_head);
@@ -333,7 +323,7 @@ h_end(struct emu_hreq *h, int status, const char *msg)
 {
     if (h->dead)
         return;
-    struct ahg_httpd_req *r = take(&h->r);
+    struct ahg_httpd_req *r = emu_take_req(&h->r);
     if (r) {
         if (h->resp_started || !status)
             ahg_httpd_resp_abort(r);
@@ -347,7 +337,7 @@ h_end(struct emu_hreq *h, int status, const char *msg)
 static void
 h_complete(struct emu_hreq *h)
 {
-    struct ahg_httpd_req *r = take(&h->r);
+    struct ahg_httpd_req *r = emu_take_req(&h->r);
     h->resp_done = true;
     if (r)
         (void)ahg_httpd_resp_end(r);
@@ -855,7 +845,7 @@ h_dial_complete(void *arg)
     h->df = NULL;
     if (h->dead || !h->dial)
         return;
-    struct ahg_httpd_req *d = take(&h->dial);
+    struct ahg_httpd_req *d = emu_take_req(&h->dial);
     char proto[128] = "";
     const char *pv = ahg_http_head_get(ahg_httpd_req_head(d), "Sec-WebSocket-Protocol", NULL);
     if (pv) {

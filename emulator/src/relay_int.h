@@ -221,4 +221,7 @@ struct ahg_http_head *emu_relay_response_head(const struct ahg_hcmsg *m, const c
 /* Inline delivery when the body has a known length and JSON + body fit 64 KiB. */
 bool emu_relay_fits_inline(size_t json_len, enum ahg_http_framing framing, uint64_t content_length);
 
+/* Takes the request out of *slot (NULL there afterwards) and detaches its callbacks. */
+struct ahg_httpd_req *emu_take_req(struct ahg_httpd_req **slot);
+
 #endif /* EMU_RELAY_INT_H */
