@@ -10,17 +10,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR/../images
 . "$HERE/../images/env.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$HERE/lib.sh"
 command -v podman >/dev/null || { echo "kube-play: podman is not installed; run scripts/install-deps.sh" >&2; exit 77; }
 IMG=localhost/azhexgate-emulator:latest
 podman image exists "$IMG" || { echo "kube-play: no $IMG: run deploy/images/build.sh first" >&2; exit 1; }
 
-# a free TCP port on 127.0.0.1 (the kernel's ephemeral range is avoided: 20000-29999)
-port=""
-for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 10000))
-    if ! ss -Hltn "sport = :$p" | grep -q .; then port=$p; break; fi
-done
-[ -n "$port" ] || { echo "kube-play: no free port found" >&2; exit 1; }
+port=$(free_port)
 
 TMP=$(mktemp -d)
 POD=azhexgate-emulator-kp$$

@@ -249,11 +249,10 @@ user_set(const struct ahg_config *cfg, const char *name)
 
 /* Points the controller at the embedded emulator where the user left the defaults. */
 static void
-wire_controller(struct server *s, struct ahg_ctl_opts *co)
+wire_controller(struct server *s, struct ahg_ctl_opts *co, int port)
 {
     const struct ahg_config *cfg = s->cfg;
     bool tls = ahg_config_str(cfg, "server.cert") != NULL;
-    int port = (int)ahg_config_int(cfg, "server.port");
 
     if (!user_set(cfg, "controller.public.scheme"))
         co->public_scheme = tls ? "https" : "http";
@@ -362,22 +361,6 @@ start(struct server *s, char *err, size_t errlen)
         return AHG_ECONFIG;
     }
 
-    struct ahg_ctl_opts co;
-    rc = ahg_ctl_opts_from_config(&co, cfg, err, errlen);
-    if (rc != AHG_OK)
-        return rc;
-    wire_controller(s, &co);
-    rc = setup_api_key(s, &co);
-    co.metrics = s->metrics;
-    if (rc == AHG_OK) {
-        s->ctl = ahg_ctl_new(s->loop, s->store, &co, &rc);
-        if (!s->ctl)
-            (void)snprintf(err, errlen, "controller: %s", ahg_strerror(rc));
-    }
-    ahg_ctl_opts_clear(&co);
-    if (!s->ctl)
-        return rc == AHG_OK ? AHG_EIO : rc;
-
     /* The gateway's relay credential: an Entra ID token from the (emulated) managed identity. */
     if (s->emu) {
         struct ahg_egress_opts eo = {0};
@@ -414,6 +397,23 @@ start(struct server *s, char *err, size_t errlen)
                        rc == AHG_EIO ? "address in use or not available" : ahg_strerror(rc));
         return rc;
     }
+
+    struct ahg_ctl_opts co;
+    rc = ahg_ctl_opts_from_config(&co, cfg, err, errlen);
+    if (rc != AHG_OK)
+        return rc;
+    wire_controller(s, &co, ahg_gw_port(s->gw)); /* the bound port, also with --port 0 */
+    rc = setup_api_key(s, &co);
+    co.metrics = s->metrics;
+    if (rc == AHG_OK) {
+        s->ctl = ahg_ctl_new(s->loop, s->store, &co, &rc);
+        if (!s->ctl)
+            (void)snprintf(err, errlen, "controller: %s", ahg_strerror(rc));
+    }
+    ahg_ctl_opts_clear(&co);
+    if (!s->ctl)
+        return rc == AHG_OK ? AHG_EIO : rc;
+
     ahg_gw_set_api_handler(s->gw, api_handler, s);
 
     int admin_port = (int)ahg_config_int(cfg, "server.admin_port");
