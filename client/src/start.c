@@ -108,7 +108,9 @@ on_request(void *ud, const struct cli_req_log *r)
     char ts[16] = "";
     if (cli_platform_localtime(time(NULL), &tmv))
         (void)strftime(ts, sizeof(ts), "%H:%M:%S", &tmv);
-    (void)printf("%s %-7s %-40s %3d %6llums %llu B\n", ts, r->method, r->path, r->status,
+    char path[512]; /* the request line is user input: no sig=, token or key in the output */
+    (void)ahg_log_redact(r->path, path, sizeof(path));
+    (void)printf("%s %-7s %-40s %3d %6llums %llu B\n", ts, r->method, path, r->status,
                  (unsigned long long)r->duration_ms, (unsigned long long)r->bytes);
     (void)fflush(stdout);
 }

@@ -216,8 +216,14 @@ body_error(struct ahg_httpd_req *r, int err)
             st = 413;
         ahg_httpd_respond_error(r, st, ahg_err_name(err), parse_error_text(err), false);
     }
-    if (hc->req == r)
+    if (hc->req == r) {
+        if (r->resp_ended && hc->state != HC_CLOSED) {
+            /* the error answer is queued: let it go out, then close (an abort would drop it) */
+            hc->state = HC_CLOSED;
+            ahg_conn_close(hc->conn);
+        }
         req_finish(r, false);
+    }
 }
 
 /* ---- connection input ---- */

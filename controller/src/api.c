@@ -32,6 +32,7 @@
 #include "ahg/metrics.h"
 #include "ahg/sas.h"
 #include "ahg/store.h"
+#include "guard.h"
 
 #define CTL_CLAIM_TRIES 8
 #define CTL_MAX_CIDRS   64
@@ -45,7 +46,8 @@ struct ctl_req {
     struct ahg_httpd_req *r; /* NULL once the exchange is over */
     unsigned pending;        /* store/ARM/key callbacks still due */
     bool answered;
-    int status; /* the answer's, for the access log */
+    int status;       /* the answer's, for the access log */
+    unsigned retry_s; /* Retry-After of an error answer; 0 = 5 s for 503, 30 s for 429 */
     bool keywait;
     bool dying;
     enum ctl_route rt;
@@ -67,6 +69,8 @@ struct ctl_req {
     char hc[CTL_HC_MAX + 1];
     bool pooled;
     bool claimed;
+    bool took_over; /* a requested subdomain: the take-over check ran once */
+    char old_sid[CTL_SID_LEN + 1];
     bool rejected; /* token renewal after the relay rejected a token */
     struct ahg_arm_op *armop;
     struct ahg_timer deadline;
@@ -135,7 +139,9 @@ answer_err(struct ctl_req *q, int status, const char *code, const char *fmt, ...
     count_status(q->ctl, status);
     if (!q->r)
         return;
-    const char *extra[] = {"Retry-After", status == 503 ? "5" : "30", NULL};
+    char ra[16];
+    (void)snprintf(ra, sizeof(ra), "%u", q->retry_s ? q->retry_s : status == 503 ? 5u : 30u);
+    const char *extra[] = {"Retry-After", ra, NULL};
     bool retry = status == 503 || status == 429;
     cJSON *j = cJSON_CreateObject();
     cJSON *e = j ? cJSON_AddObjectToObject(j, "error") : NULL;
@@ -433,6 +439,8 @@ parse_session(const struct ahg_store_reply *rep)
 
 static void create_claim(struct ctl_req *q);
 static void create_hc(struct ctl_req *q);
+static void take_over(struct ctl_req *q);
+static bool delete_records(struct ctl_req *q, const char *sid, const cJSON *sess, ahg_store_cb cb);
 static void create_write(struct ctl_req *q);
 
 static void
@@ -648,6 +656,116 @@ create_hc(struct ctl_req *q)
     STORE_CALL(q, ahg_store_spop(q->ctl->store, "ahg:pool", on_pool_pop, q));
 }
 
+/* ---- take-over of a requested subdomain ----
+ * A requested subdomain held by a session of the same API key whose Hybrid Connection has no
+ * listener (its client was killed, or lost its machine) is taken over: the old session is
+ * deleted as by DELETE and the claim tried once more. Otherwise the answer is 409. This lets
+ * `azhexgate start --subdomain NAME` come back after a crash without waiting for the old
+ * session's TTL, while a connected tunnel of the same key is never displaced. */
+
+static void
+taken(struct ctl_req *q, const char *why)
+{
+    answer_err(q, 409, "conflict", "subdomain '%s' is taken%s", q->id, why);
+}
+
+static void
+on_take_deleted(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void *ud)
+{
+    struct ctl_req *q = ud;
+    (void)s;
+    (void)rep;
+    if (err != AHG_OK && !q->batch_err)
+        q->batch_err = err;
+    if (!req_back(q))
+        return;
+    if (--q->batch)
+        return;
+    if (q->batch_err) {
+        answer_unavail(q, "the state store", q->batch_err);
+        return;
+    }
+    AHG_LOG_INFO("tunnel %s: session %s had no listener; taken over by session %s", q->id,
+                 q->old_sid, q->sid);
+    cJSON_Delete(q->session);
+    q->session = NULL;
+    create_claim(q);
+}
+
+static void
+on_take_hc(const struct ahg_arm_result *res, void *ud)
+{
+    struct ctl_req *q = ud;
+    q->armop = NULL;
+    if (res->err == AHG_ECLOSED || !q->ctl || q->answered) {
+        req_maybe_free(q);
+        return;
+    }
+    if (res->err != AHG_OK && res->err != AHG_ENOTFOUND) {
+        answer_unavail(q, "Azure Resource Manager", res->err);
+        return;
+    }
+    if (res->err == AHG_OK && res->nhcs == 1 && res->hcs[0].listener_count > 0) {
+        taken(q, " by a connected tunnel of this API key");
+        return;
+    }
+    if (!delete_records(q, q->old_sid, q->session, on_take_deleted))
+        answer_unavail(q, "the state store", q->batch_err);
+}
+
+static void
+on_take_session(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void *ud)
+{
+    struct ctl_req *q = ud;
+    (void)s;
+    if (!store_back(q, err))
+        return;
+    q->session = parse_session(rep);
+    if (!q->session || strcmp(jstr(q->session, "session_id"), q->old_sid) != 0 ||
+        strcmp(jstr(q->session, "keyid"), q->keyid) != 0 || !jstr(q->session, "hc")[0]) {
+        taken(q, "");
+        return;
+    }
+    int rc = ahg_arm_hc_get(q->ctl->arm, jstr(q->session, "hc"), on_take_hc, q, &q->armop);
+    if (rc != AHG_OK)
+        answer_unavail(q, "Azure Resource Manager", rc);
+}
+
+static void
+on_take_sub(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void *ud)
+{
+    struct ctl_req *q = ud;
+    (void)s;
+    if (!store_back(q, err))
+        return;
+    if (rep->type != AHG_STORE_STR) { /* released meanwhile: claim again */
+        create_claim(q);
+        return;
+    }
+    if (rep->len == 0 || rep->len > CTL_SID_LEN) {
+        taken(q, "");
+        return;
+    }
+    memcpy(q->old_sid, rep->str, rep->len);
+    q->old_sid[rep->len] = '\0';
+    char key[AHG_STORE_MAX_KEY];
+    k_session(q->old_sid, key, sizeof(key));
+    STORE_CALL(q, ahg_store_get(q->ctl->store, key, on_take_session, q));
+}
+
+static void
+take_over(struct ctl_req *q)
+{
+    if (q->took_over) {
+        taken(q, "");
+        return;
+    }
+    q->took_over = true;
+    char key[AHG_STORE_MAX_KEY];
+    k_sub(q->id, key, sizeof(key));
+    STORE_CALL(q, ahg_store_get(q->ctl->store, key, on_take_sub, q));
+}
+
 static void
 on_claim(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void *ud)
 {
@@ -661,7 +779,7 @@ on_claim(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void *
         return;
     }
     if (q->custom) {
-        answer_err(q, 409, "conflict", "subdomain '%s' is taken", q->id);
+        take_over(q);
         return;
     }
     if (++q->tries >= CTL_CLAIM_TRIES) {
@@ -1091,34 +1209,45 @@ on_hc_deleted(const struct ahg_arm_result *res, void *ud)
         ahg_metric_inc(ctl->m_hc_deleted);
 }
 
-static void
-do_delete_session(struct ctl_req *q)
+/* Deletes the records of session sid (described by sess) in one batch answered to cb, tells
+ * the gateways and deletes its Hybrid Connection. False when nothing could be sent. */
+static bool
+delete_records(struct ctl_req *q, const char *sid, const cJSON *sess, ahg_store_cb cb)
 {
     struct ahg_ctl *ctl = q->ctl;
-    const char *id = jstr(q->session, "id");
-    const char *hc = jstr(q->session, "hc");
+    const char *id = jstr(sess, "id");
+    const char *hc = jstr(sess, "hc");
     char key[AHG_STORE_MAX_KEY];
     q->batch = 0;
     q->batch_err = 0;
-    k_session(q->sid, key, sizeof(key));
-    batch_add(q, ahg_store_del(ctl->store, key, on_deleted, q));
+    k_session(sid, key, sizeof(key));
+    batch_add(q, ahg_store_del(ctl->store, key, cb, q));
     k_route(id, key, sizeof(key));
-    batch_add(q, ahg_store_del(ctl->store, key, on_deleted, q));
+    batch_add(q, ahg_store_del(ctl->store, key, cb, q));
     k_sub(id, key, sizeof(key));
-    batch_add(q, ahg_store_cas_del(ctl->store, key, q->sid, on_deleted, q));
-    batch_add(q, ahg_store_srem(ctl->store, "ahg:sessions", q->sid, on_deleted, q));
-    k_keysessions(q->keyid, key, sizeof(key));
-    batch_add(q, ahg_store_srem(ctl->store, key, q->sid, on_deleted, q));
-    if (q->batch == 0) {
-        answer_unavail(q, "the state store", q->batch_err);
-        return;
-    }
+    batch_add(q, ahg_store_cas_del(ctl->store, key, sid, cb, q));
+    batch_add(q, ahg_store_srem(ctl->store, "ahg:sessions", sid, cb, q));
+    k_keysessions(jstr(sess, "keyid"), key, sizeof(key));
+    batch_add(q, ahg_store_srem(ctl->store, key, sid, cb, q));
+    if (q->batch == 0)
+        return false;
     (void)ahg_store_publish(ctl->store, "ahg:routes", id, strlen(id), NULL, NULL);
     if (hc[0])
         (void)ahg_arm_hc_delete(ctl->arm, hc, on_hc_deleted, ctl, NULL);
     if (ctl->m_deleted)
         ahg_metric_inc(ctl->m_deleted);
-    AHG_LOG_INFO("tunnel %s deleted: session %s, hc %s", id, q->sid, hc);
+    return true;
+}
+
+static void
+do_delete_session(struct ctl_req *q)
+{
+    if (!delete_records(q, q->sid, q->session, on_deleted)) {
+        answer_unavail(q, "the state store", q->batch_err);
+        return;
+    }
+    AHG_LOG_INFO("tunnel %s deleted: session %s, hc %s", jstr(q->session, "id"), q->sid,
+                 jstr(q->session, "hc"));
 }
 
 static void
@@ -1319,6 +1448,16 @@ dispatch(struct ctl_req *q)
         answer_err(q, 403, "forbidden", "address %s is not allowed to use this API", q->peer);
         return;
     }
+    /* a locked-out address is refused before its key is looked at: guessing cannot go on */
+    unsigned locked = ctl_guard_check(ctl->guard, q->peer, ahg_now_ms());
+    if (locked) {
+        if (ctl->m_throttled)
+            ahg_metric_inc(ctl->m_throttled);
+        q->retry_s = locked;
+        answer_err(q, 429, "rate_limited",
+                   "too many failed API keys from your address; try again in %u s", locked);
+        return;
+    }
     const struct ahg_http_head *h = ahg_httpd_req_head(q->r);
     const char *key = ahg_http_head_get(h, "X-AzHexGate-ApiKey", NULL);
     if (!ctl->keys_loaded) {
@@ -1328,6 +1467,14 @@ dispatch(struct ctl_req *q)
     if (!key || !ctl_key_lookup(ctl, key, q->keyid)) {
         if (ctl->m_auth_fail)
             ahg_metric_inc(ctl->m_auth_fail);
+        if (ctl_guard_fail(ctl->guard, q->peer, ahg_now_ms())) {
+            if (ctl->m_lockouts)
+                ahg_metric_inc(ctl->m_lockouts);
+            AHG_LOG_WARN("API keys: %s locked out for %u s after %u failed attempts (429 until "
+                         "then)",
+                         q->peer, (unsigned)((ctl->o.auth_lockout_ms + 999) / 1000),
+                         ctl->o.auth_max_failures);
+        }
         answer_err(q, 401, "unauthorized",
                    key ? "unknown API key" : "missing X-AzHexGate-ApiKey header");
         return;

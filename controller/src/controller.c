@@ -32,6 +32,7 @@
 #include "ahg/metrics.h"
 #include "ahg/sas.h"
 #include "ahg/store.h"
+#include "guard.h"
 
 #define CTL_KEYS_MAX       4096u
 #define CTL_KEYFILE_MAX    ((size_t)1024 * 1024)
@@ -159,6 +160,31 @@ const struct ahg_opt_def ahg_ctl_opts_table[] = {
      .min = 1000,
      .max = 86400000LL,
      .help = "how often API keys are re-read from the file and Key Vault"},
+    {.name = "controller.auth.max_failures",
+     .type = AHG_OPT_INT,
+     .def = "10",
+     .min = 0,
+     .max = 100000,
+     .help = "failed API keys a client address may send per failure_window before it is locked "
+             "out (429); 0 = no limit"},
+    {.name = "controller.auth.failure_window",
+     .type = AHG_OPT_DURATION,
+     .def = "1m",
+     .min = 1000,
+     .max = 86400000LL,
+     .help = "time in which a client address's budget of failed API keys refills completely"},
+    {.name = "controller.auth.lockout",
+     .type = AHG_OPT_DURATION,
+     .def = "1m",
+     .min = 1000,
+     .max = 86400000LL,
+     .help = "how long an address that spent its budget of failed API keys gets 429"},
+    {.name = "controller.auth.tracked_addresses",
+     .type = AHG_OPT_INT,
+     .def = "10000",
+     .min = 16,
+     .max = 1000000,
+     .help = "client addresses with failed API keys remembered at most (oldest forgotten)"},
     {.name = "controller.quota",
      .type = AHG_OPT_INT,
      .def = "10",
@@ -171,8 +197,10 @@ const struct ahg_opt_def ahg_ctl_opts_table[] = {
      .help = "callers allowed to use the API (default: everyone)"},
     {.name = "controller.trusted_proxies",
      .type = AHG_OPT_LIST,
+     .def = "127.0.0.0/8,::1/128",
      .metavar = "CIDR",
-     .help = "proxies whose X-Forwarded-For is believed"},
+     .help = "proxies (e.g. the gateways) whose X-Forwarded-For gives the client address; "
+             "empty = none"},
     {.name = "controller.reserved",
      .type = AHG_OPT_LIST,
      .metavar = "NAME",
@@ -274,6 +302,11 @@ ahg_ctl_opts_from_config(struct ahg_ctl_opts *o, const struct ahg_config *cfg, c
     o->keyvault_secret = ahg_config_str(cfg, "controller.auth.keyvault_secret");
     o->api_keys_refresh_ms = (uint64_t)ahg_config_int(cfg, "controller.auth.refresh");
     o->quota = (unsigned)ahg_config_int(cfg, "controller.quota");
+    o->auth_max_failures = (unsigned)ahg_config_int(cfg, "controller.auth.max_failures");
+    o->auth_guard_off = o->auth_max_failures == 0;
+    o->auth_failure_window_ms = (uint64_t)ahg_config_int(cfg, "controller.auth.failure_window");
+    o->auth_lockout_ms = (uint64_t)ahg_config_int(cfg, "controller.auth.lockout");
+    o->auth_tracked_addresses = (unsigned)ahg_config_int(cfg, "controller.auth.tracked_addresses");
     o->allow_custom_subdomain = ahg_config_bool(cfg, "controller.custom_subdomains");
     o->default_ttl_ms = (uint64_t)ahg_config_int(cfg, "controller.default_ttl");
     o->max_ttl_ms = (uint64_t)ahg_config_int(cfg, "controller.max_ttl");
@@ -703,6 +736,12 @@ g_relay_keys_age(void *ud)
 }
 
 static double
+g_guard_tracked(void *ud)
+{
+    return (double)ctl_guard_count(((struct ahg_ctl *)ud)->guard);
+}
+
+static double
 g_arm_pending(void *ud)
 {
     return (double)ahg_arm_pending(((struct ahg_ctl *)ud)->arm);
@@ -755,6 +794,12 @@ metrics_setup(struct ahg_ctl *ctl)
     ctl->m_auth_fail =
         ahg_metrics_counter(m, "azhexgate_controller_auth_failures_total",
                             "Requests refused for a missing or unknown API key", NULL);
+    ctl->m_lockouts =
+        ahg_metrics_counter(m, "azhexgate_controller_auth_lockouts_total",
+                            "Client addresses locked out after too many failed API keys", NULL);
+    ctl->m_throttled =
+        ahg_metrics_counter(m, "azhexgate_controller_auth_throttled_total",
+                            "Requests refused with 429 because their address was locked out", NULL);
     ctl->m_create_seconds = ahg_metrics_histogram(
         m, "azhexgate_controller_create_seconds", "Time to answer POST /api/tunnels", NULL,
         ahg_metrics_latency_buckets, ahg_metrics_latency_nbuckets);
@@ -765,6 +810,9 @@ metrics_setup(struct ahg_ctl *ctl)
                                g_relay_keys_age, ctl);
     (void)ahg_metrics_gauge_fn(m, "azhexgate_controller_arm_pending", "ARM operations in progress",
                                NULL, g_arm_pending, ctl);
+    (void)ahg_metrics_gauge_fn(m, "azhexgate_controller_auth_tracked_addresses",
+                               "Client addresses with recent failed API keys", NULL,
+                               g_guard_tracked, ctl);
 }
 
 /* ---- life cycle ---- */
@@ -800,6 +848,14 @@ defaults(struct ahg_ctl_opts *o, char *relay_host_buf, size_t rhsz, char *endpoi
         o->api_keys_refresh_ms = 300000;
     if (!o->quota)
         o->quota = 10;
+    if (!o->auth_max_failures)
+        o->auth_max_failures = 10;
+    if (!o->auth_failure_window_ms)
+        o->auth_failure_window_ms = 60000;
+    if (!o->auth_lockout_ms)
+        o->auth_lockout_ms = 60000;
+    if (!o->auth_tracked_addresses)
+        o->auth_tracked_addresses = 10000;
     if (!o->default_ttl_ms)
         o->default_ttl_ms = 3600000;
     if (!o->max_ttl_ms)
@@ -1020,6 +1076,23 @@ ahg_ctl_new(struct ahg_loop *loop, struct ahg_store *store, const struct ahg_ctl
     for (size_t i = 0; ctl->o.trusted_proxies && ctl->o.trusted_proxies[i]; i++)
         (void)ahg_cidr_list_add(&ctl->proxies, ctl->o.trusted_proxies[i]);
 
+    if (!ctl->o.auth_guard_off) {
+        struct ctl_guard_opts go = {.max_failures = ctl->o.auth_max_failures,
+                                    .window_ms = ctl->o.auth_failure_window_ms,
+                                    .lockout_ms = ctl->o.auth_lockout_ms,
+                                    .max_entries = ctl->o.auth_tracked_addresses};
+        ctl->guard = ctl_guard_new(&go);
+        if (!ctl->guard) {
+            AHG_LOG_ERROR("controller: out of memory for the API key guard");
+            *err = AHG_ENOMEM;
+            ahg_cidr_list_free(&ctl->allow);
+            ahg_cidr_list_free(&ctl->proxies);
+            free_owned(ctl);
+            free(ctl);
+            return NULL;
+        }
+    }
+
     struct ahg_egress_opts eo = {.ca_file = ctl->o.ca_file};
     ctl->eg = ahg_egress_new(loop, &eo);
     struct ahg_azid_opts io = {
@@ -1168,6 +1241,7 @@ ahg_ctl_free(struct ahg_ctl *ctl)
     memset(ctl->rk_secondary, 0, sizeof(ctl->rk_secondary));
     ahg_cidr_list_free(&ctl->allow);
     ahg_cidr_list_free(&ctl->proxies);
+    ctl_guard_free(ctl->guard);
     free_owned(ctl);
     free(ctl);
 }

@@ -21,6 +21,7 @@
 
 struct ahg_egress;
 struct ahg_azid;
+struct ctl_guard;
 struct ahg_kv;
 struct ahg_metric;
 
@@ -75,6 +76,9 @@ struct ahg_ctl {
     struct ahg_timer rk_wake;
     struct ahg_list rk_waiters;
 
+    /* API key guessing: failed authentications per client address (guard.h) */
+    struct ctl_guard *guard;
+
     /* cidr */
     struct ahg_cidr_list allow;
     struct ahg_cidr_list proxies;
@@ -104,6 +108,7 @@ struct ahg_ctl {
     struct ahg_metric *m_hc_created, *m_hc_deleted, *m_orphans, *m_arm_err;
     struct ahg_metric *m_passes, *m_pass_seconds, *m_leader, *m_lease_acq, *m_lease_lost;
     struct ahg_metric *m_keys_refresh, *m_keys_rotated, *m_auth_fail, *m_create_seconds;
+    struct ahg_metric *m_lockouts, *m_throttled;
 
     /* flags */
     bool draining;

@@ -632,6 +632,7 @@ op_hc_put(struct arm_req *q)
     if (hc) {
         if (created)
             AHG_LOG_INFO("arm: created hybrid connection %s", hc->name);
+        emu_state_save(q->e);
         answer(q, 200, hc_json(q->e, hc));
     } else if (err == AHG_EINVAL) {
         char msg[EMU_HC_NAME_MAX + 300];
@@ -666,8 +667,10 @@ op_hc(struct arm_req *q)
     }
     if (!strcmp(q->method, "DELETE")) {
         int rc = emu_hc_delete(q->e, q->hc);
-        if (rc == AHG_OK)
+        if (rc == AHG_OK) {
             AHG_LOG_INFO("arm: deleted hybrid connection %s", q->hc);
+            emu_state_save(q->e);
+        }
         answer(q, rc == AHG_OK ? 200 : 204, NULL);
         return;
     }
@@ -769,6 +772,8 @@ op_rule(struct arm_req *q)
     }
     if (!strcmp(q->method, "DELETE")) {
         int rc = emu_rule_delete(q->e, hc, q->rule);
+        if (rc == AHG_OK)
+            emu_state_save(q->e);
         answer(q, rc == AHG_OK ? 200 : 204, NULL);
         return;
     }
@@ -786,6 +791,7 @@ op_rule(struct arm_req *q)
     int err = AHG_OK;
     struct emu_rule *r = emu_rule_put(q->e, hc, q->rule, rights, &err);
     if (r) {
+        emu_state_save(q->e);
         answer(q, 200, rule_json(q->e, hc, r));
     } else if (err == AHG_ELIMIT) {
         answer_rp_error(q, 400, "QuotaExceeded",
@@ -846,6 +852,7 @@ op_rule_keys(struct arm_req *q, bool regenerate)
         AHG_LOG_INFO("arm: regenerated the %s key of rule %s%s%s",
                      primary ? "primary" : "secondary", r->name, hc ? " of " : "",
                      hc ? hc->name : "");
+        emu_state_save(q->e);
     }
     answer(q, 200, keys_json(q->e, hc, r));
 }

@@ -131,6 +131,9 @@ struct emu {
 
 /* ---- state.c ---- */
 int emu_state_init(struct emu *e);
+/* Writes the namespace to emulator.state_file (no-op without one), atomically (temporary file
+ * then rename); called after every change ARM acknowledges. Failures are logged. */
+void emu_state_save(struct emu *e);
 void emu_state_free(struct emu *e);
 struct emu_hc *emu_hc_find(struct emu *e, const char *name);
 /* Finds the HC whose name is the longest '/'-segment prefix of path (no leading '/');

@@ -203,6 +203,12 @@ const struct ahg_opt_def emu_opts[] = {
      .type = AHG_OPT_STRING,
      .metavar = "PATH",
      .help = "write the bound ports here once listening (for scripts and tests)"},
+    {.name = "emulator.state_file",
+     .type = AHG_OPT_STRING,
+     .metavar = "PATH",
+     .help = "keep the namespace (hybrid connections, authorization rules and their keys) in "
+             "this file, rewritten after every ARM change and loaded at start, so a restart "
+             "loses nothing, as on Azure (default: memory only)"},
 };
 const size_t emu_nopts = sizeof(emu_opts) / sizeof(emu_opts[0]);
 

@@ -1,17 +1,24 @@
 /*
  * state.c - the emulated namespace: hybrid connections, authorization rules and their keys
- * (hc-protocol.md sections 6.3 and 8).
+ * (hc-protocol.md sections 6.3 and 8), kept in emulator.state_file across restarts when one is
+ * given (Azure keeps them through any relay outage).
  *
- * Everything here runs on the loop thread. Keys are secrets: never logged.
+ * Everything here runs on the loop thread. Keys are secrets: never logged (the state file holds
+ * them, mode 0600).
  */
 #include "emu_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 
 #include "ahg/crypto.h"
@@ -335,6 +342,216 @@ emu_rule_delete(struct emu *e, struct emu_hc *hc, const char *name)
     return AHG_ENOTFOUND;
 }
 
+/* ---- the state file (emulator.state_file) ---- */
+
+#define STATE_MAX ((uint64_t)64 * 1024 * 1024)
+
+static const char *
+state_path(const struct emu *e)
+{
+    const char *p = e->cfg ? ahg_config_str(e->cfg, "emulator.state_file") : NULL;
+    return p && *p ? p : NULL;
+}
+
+static cJSON *
+rules_json(const struct emu_rule *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (; a && r; r = r->next) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddStringToObject(o, "name", r->name) ||
+            !cJSON_AddNumberToObject(o, "rights", r->rights) ||
+            !cJSON_AddStringToObject(o, "primary", r->primary) ||
+            !cJSON_AddStringToObject(o, "secondary", r->secondary)) {
+            cJSON_Delete(o);
+            cJSON_Delete(a);
+            return NULL;
+        }
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+static cJSON *
+state_json(const struct emu *e)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *hcs = cJSON_AddArrayToObject(root, "hybrid_connections");
+    cJSON *rules = rules_json(e->ns.rules);
+    if (!root || !hcs || !rules || !cJSON_AddNumberToObject(root, "v", 1)) {
+        cJSON_Delete(rules);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_AddItemToObject(root, "rules", rules);
+    for (const struct emu_hc *hc = e->ns.hcs; hc; hc = hc->next) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *hr = rules_json(hc->rules);
+        if (!o || !hr || !cJSON_AddStringToObject(o, "name", hc->name) ||
+            !cJSON_AddBoolToObject(o, "requires_client_auth", hc->requires_client_auth) ||
+            (hc->user_metadata &&
+             !cJSON_AddStringToObject(o, "user_metadata", hc->user_metadata)) ||
+            !cJSON_AddNumberToObject(o, "created", (double)hc->created) ||
+            !cJSON_AddNumberToObject(o, "created_frac", hc->created_frac) ||
+            !cJSON_AddNumberToObject(o, "updated", (double)hc->updated) ||
+            !cJSON_AddNumberToObject(o, "updated_frac", hc->updated_frac)) {
+            cJSON_Delete(hr);
+            cJSON_Delete(o);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        cJSON_AddItemToObject(o, "rules", hr);
+        cJSON_AddItemToArray(hcs, o);
+    }
+    return root;
+}
+
+void
+emu_state_save(struct emu *e)
+{
+    const char *path = e ? state_path(e) : NULL;
+    if (!path)
+        return;
+    cJSON *root = state_json(e);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    bool ok = false;
+    if (text && n > 0 && (size_t)n < sizeof(tmp)) {
+        /* it holds keys: owner only */
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        size_t len = strlen(text), off = 0;
+        while (fd >= 0 && off < len) {
+            ssize_t w = write(fd, text + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        ok = fd >= 0 && off == len;
+        if (fd >= 0 && close(fd) != 0)
+            ok = false;
+        ok = ok && rename(tmp, path) == 0;
+    }
+    int saved = errno;
+    bool printed = text != NULL;
+    if (text) {
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    if (!ok)
+        AHG_LOG_ERROR("emulator: cannot write the state file %s: %s", path,
+                      printed ? strerror(saved) : "out of memory");
+}
+
+/* Applies saved rules to the namespace (hc NULL) or to an HC. */
+static int
+load_rules(struct emu *e, struct emu_hc *hc, const cJSON *arr)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+        const cJSON *rights = cJSON_GetObjectItemCaseSensitive(o, "rights");
+        const cJSON *pk = cJSON_GetObjectItemCaseSensitive(o, "primary");
+        const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "secondary");
+        int err = AHG_EINVAL;
+        struct emu_rule *r =
+            cJSON_IsString(name) && cJSON_IsNumber(rights)
+                ? emu_rule_put(e, hc, name->valuestring, (unsigned)rights->valuedouble, &err)
+                : NULL;
+        if (!r || !cJSON_IsString(pk) || !cJSON_IsString(sk) ||
+            emu_rule_regenerate(r, true, pk->valuestring) != AHG_OK ||
+            emu_rule_regenerate(r, false, sk->valuestring) != AHG_OK)
+            return AHG_EINVAL;
+    }
+    return AHG_OK;
+}
+
+static double
+num_or(const cJSON *o, const char *name, double def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int
+load_hcs(struct emu *e, const cJSON *arr)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+        const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "user_metadata");
+        int err = AHG_EINVAL;
+        struct emu_hc *hc =
+            cJSON_IsString(name)
+                ? emu_hc_put(
+                      e, name->valuestring,
+                      !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "requires_client_auth")),
+                      cJSON_IsString(meta) ? meta->valuestring : NULL, NULL, &err)
+                : NULL;
+        if (!hc)
+            return err;
+        hc->created = (time_t)num_or(o, "created", (double)hc->created);
+        hc->created_frac = (uint32_t)num_or(o, "created_frac", hc->created_frac);
+        hc->updated = (time_t)num_or(o, "updated", (double)hc->updated);
+        hc->updated_frac = (uint32_t)num_or(o, "updated_frac", hc->updated_frac);
+        if (load_rules(e, hc, cJSON_GetObjectItemCaseSensitive(o, "rules")) != AHG_OK)
+            return AHG_EINVAL;
+    }
+    return AHG_OK;
+}
+
+/* Loads the state file when it exists (its rules and keys replace the configured ones), then
+ * writes it, so it exists from the start. */
+static int
+state_load(struct emu *e)
+{
+    const char *path = state_path(e);
+    if (!path)
+        return AHG_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f && errno != ENOENT) {
+        AHG_LOG_ERROR("emulator.state_file: cannot open %s: %s", path, strerror(errno));
+        return AHG_ECONFIG;
+    }
+    int rc = AHG_OK;
+    if (f) {
+        struct stat st;
+        char *text = NULL;
+        if (fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (uint64_t)st.st_size < STATE_MAX &&
+            (text = malloc((size_t)st.st_size + 1)) != NULL) {
+            size_t len = fread(text, 1, (size_t)st.st_size, f);
+            text[len] = '\0';
+        }
+        (void)fclose(f);
+        cJSON *root = text ? cJSON_Parse(text) : NULL;
+        if (text) {
+            OPENSSL_cleanse(text, strlen(text));
+            free(text);
+        }
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "v");
+        if (!cJSON_IsNumber(v) || v->valuedouble != 1 ||
+            load_rules(e, NULL, cJSON_GetObjectItemCaseSensitive(root, "rules")) != AHG_OK ||
+            load_hcs(e, cJSON_GetObjectItemCaseSensitive(root, "hybrid_connections")) != AHG_OK) {
+            AHG_LOG_ERROR("emulator.state_file: %s is not a state file of this emulator "
+                          "(remove it to start empty)",
+                          path);
+            rc = AHG_ECONFIG;
+        } else {
+            AHG_LOG_INFO("emulator: state loaded from %s (%zu hybrid connections)", path,
+                         e->ns.nhcs);
+        }
+        cJSON_Delete(root);
+    }
+    if (rc == AHG_OK)
+        emu_state_save(e);
+    return rc;
+}
+
 /* ---- init / free ---- */
 
 static int
@@ -445,6 +662,10 @@ emu_state_init(struct emu *e)
             emu_state_free(e);
             return AHG_ECONFIG;
         }
+    }
+    if (state_load(e) != AHG_OK) {
+        emu_state_free(e);
+        return AHG_ECONFIG;
     }
     return AHG_OK;
 }

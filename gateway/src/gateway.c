@@ -118,18 +118,40 @@ valid_label(const char *s, size_t n)
     return true;
 }
 
+const char *
+gw_req_host(const struct ahg_httpd_req *r, char *buf, size_t bufsz)
+{
+    const struct ahg_http_head *h = ahg_httpd_req_head(r);
+    const char *t = h && h->target ? h->target : "";
+    const char *v;
+    size_t n;
+    if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
+        v = strstr(t, "://") + 3;
+        n = strcspn(v, "/?");
+    } else {
+        v = h ? ahg_http_head_get(h, "Host", &n) : NULL;
+        if (!v)
+            return NULL;
+    }
+    if (n == 0 || n >= bufsz)
+        return NULL;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 static void
 on_public_request(struct ahg_httpd_req *r)
 {
     struct gw *gw = ahg_httpd_ud(ahg_httpd_req_server(r));
-    const struct ahg_http_head *h = ahg_httpd_req_head(r);
     if (gw->draining || gw->freeing) {
         static const char *const f[] = {"Retry-After", "1", NULL};
         (void)ahg_httpd_respond(r, 503, "text/plain; charset=utf-8",
                                 "503 Service Unavailable: this gateway is shutting down\n", 55, f);
         return;
     }
-    const char *hv = ahg_http_head_get(h, "Host", NULL);
+    char hbuf[GW_HOST_MAX];
+    const char *hv = gw_req_host(r, hbuf, sizeof(hbuf));
     char host[GW_HOST_MAX];
     if (!hv || !norm_host(hv, host, sizeof(host))) {
         gw_error_page(r, 404, "Not found", "This address is not served here.", NULL);

@@ -145,6 +145,10 @@ struct gw {
 };
 
 uint32_t gw_hash(const char *s);
+/* The host a request is for: the authority of an absolute-form target (RFC 9112 3.2.2: it
+ * wins over Host, which is then ignored), else the Host field; copied into buf (NULL when
+ * there is none or it does not fit). */
+const char *gw_req_host(const struct ahg_httpd_req *r, char *buf, size_t bufsz);
 
 /* routes.c */
 int gw_routes_init(struct gw *gw);

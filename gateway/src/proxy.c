@@ -824,7 +824,12 @@ ex_build_head(struct gw_ex *ex)
                                        NULL};
     for (const char *const *d = drop; *d; d++)
         ahg_http_head_remove(h, *d);
-    const char *host = ahg_http_head_get(in, "Host", NULL);
+    /* an absolute-form target's authority replaces Host (RFC 9112 3.2.2) */
+    char hbuf[GW_HOST_MAX];
+    const char *host = gw_req_host(ex->r, hbuf, sizeof(hbuf));
+    const char *tgt = in->target ? in->target : "/";
+    if (rc == AHG_OK && host && tgt[0] != '/' && tgt[0] != '*')
+        rc = ahg_http_head_set(h, "Host", host);
     bool tls = ahg_conn_is_tls(ahg_httpd_req_conn(ex->r));
     char fwd[512];
     bool v6 = strchr(ex->peer, ':') != NULL;

@@ -134,8 +134,14 @@ rel_rss_kb(pid_t pid)
 long long
 rel_metric(struct rel *r, const char *name)
 {
+    return rel_metric_at(r->admin_port, name);
+}
+
+long long
+rel_metric_at(int port, const char *name)
+{
     char url[128];
-    (void)snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", r->admin_port);
+    (void)snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
     struct ts_req q = {.url = url, .timeout_ms = 10000};
     struct ts_resp resp;
     ts_http(&q, &resp);
@@ -212,6 +218,16 @@ rel_listen(struct rel *r, struct tws *c, const char *hc, const char *token)
     const char *hdr[] = {"ServiceBusAuthorization", token, NULL};
     memset(c, 0, sizeof(*c));
     tws_connect(&r->t, c, target, hdr, NULL);
+}
+
+bool
+rel_settled(void *set)
+{
+    const struct rel_set *s = set;
+    for (size_t i = 0; i < s->n; i++)
+        if (!s->c[i].open && !s->c[i].failed && !s->c[i].closed)
+            return false;
+    return true;
 }
 
 int
@@ -357,9 +373,9 @@ rel_await_408(const int *fds, size_t n, size_t nslow, unsigned ms, struct rel_40
     struct pollfd *pf = calloc(n, sizeof(*pf));
     assert_non_null(done);
     assert_non_null(pf);
-    size_t slow_left = nslow;
-    uint64_t end = ahg_now_ms() + ms;
-    while (slow_left > 0 && ahg_now_ms() < end) {
+    size_t left = n;
+    uint64_t start = ahg_now_ms(), end = start + ms;
+    while (left > 0 && ahg_now_ms() < end) {
         for (size_t i = 0; i < n; i++)
             pf[i] = (struct pollfd){.fd = done[i] ? -1 : fds[i], .events = POLLIN};
         if (poll(pf, n, 500) <= 0)
@@ -379,9 +395,10 @@ rel_await_408(const int *fds, size_t n, size_t nslow, unsigned ms, struct rel_40
                 out->nclosed++;
             }
             done[i] = 1;
-            slow_left -= i < nslow;
+            left--;
         }
     }
+    out->all_done_ms = left == 0 ? ahg_now_ms() - start : 0;
     for (size_t i = nslow; i < n; i++)
         out->idle_open += !done[i];
     free(pf);

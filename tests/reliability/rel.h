@@ -35,6 +35,8 @@ long rel_rss_kb(pid_t pid);
 long rel_fd_count(pid_t pid);
 /* A gauge/counter of the emulator's /metrics (-1 when absent). */
 long long rel_metric(struct rel *r, const char *name);
+/* The same from the /metrics of any admin listener on 127.0.0.1:port. */
+long long rel_metric_at(int port, const char *name);
 /* True when AHG_LONG_TESTS=1 (longer variants). */
 bool rel_long(void);
 /* True when the file contains needle (binary-safe substring search). */
@@ -44,6 +46,13 @@ long rel_count_lines(const char *path);
 
 /* Opens a listener control channel on hc with token (ServiceBusAuthorization header). */
 void rel_listen(struct rel *r, struct tws *c, const char *hc, const char *token);
+/* n WebSocket clients; rel_settled(set) (a th_wait condition) is true once each of them is open,
+ * failed or closed. */
+struct rel_set {
+    const struct tws *c;
+    size_t n;
+};
+bool rel_settled(void *set);
 /* A TCP connection to 127.0.0.1:port (connect in progress when nonblock); -1 with errno. */
 int rel_tcp_connect(int port, bool nonblock);
 /* Opens n non-blocking connections to 127.0.0.1:port into fds, in batches, each batch waited
@@ -56,9 +65,11 @@ struct rel_408 {
     size_t slow408;   /* of those, slowloris ones (the first nslow) */
     size_t nclosed;   /* connections closed without an answer */
     size_t idle_open; /* idle ones (after the first nslow) neither answered nor closed */
+    uint64_t
+        all_done_ms; /* when the last connection was answered or closed; 0 if some never were */
 };
-/* Waits up to ms until each of the first nslow of the n connections fds (slowloris: a head that
- * never ends) got an answer or was closed, reading whatever the others get meanwhile. */
+/* Waits up to ms until each of the n connections fds (the first nslow: slowloris, a head that
+ * never ends; the others: idle, never a byte) got an answer or was closed. */
 void rel_await_408(const int *fds, size_t n, size_t nslow, unsigned ms, struct rel_408 *out);
 /* GET http://127.0.0.1:port<path>: the status, 0 when no answer. */
 long rel_get_status(int port, const char *path);

@@ -149,13 +149,16 @@ test_gateway_slowloris_and_idle_connections(void **state)
     long rss_after = rel_rss_kb(g.proc.pid);
     (void)printf("rel: gateway slowloris/idle: %zu connections (%zu slowloris); %u/%u other "
                  "requests answered meanwhile; 408 on %zu (%zu of %zu slowloris), closed without "
-                 "answer %zu; idle connections still held at the end: %zu of %zu\n",
-                 n, nslow, ok, asked, a.n408, a.slow408, nslow, a.nclosed, a.idle_open, nidle);
+                 "answer %zu; idle connections still held at the end: %zu of %zu; all answered or "
+                 "closed %llu ms after the attack\n",
+                 n, nslow, ok, asked, a.n408, a.slow408, nslow, a.nclosed, a.idle_open, nidle,
+                 (unsigned long long)a.all_done_ms);
     (void)printf("rel: gateway slowloris/idle: %ld open fds at the peak; RSS baseline %ld KiB, "
                  "with %zu connections %ld KiB (%.1f KiB per connection), after close %ld KiB\n",
                  fd_peak, rss0, n, rss_peak, (double)(rss_peak - rss0) / (double)n, rss_after);
     assert_int_equal(ok, asked);
     assert_int_equal(a.slow408, nslow);
+    assert_int_equal(a.idle_open, 0); /* silent connections get the header timeout too */
     assert_true(fd_peak >= (long)n);
     assert_true(rss_peak - rss0 < (long)(n * 64));
     free(fds);

@@ -287,9 +287,10 @@ ts_wait_port(int port, unsigned ms)
 
 /* ---- redis-server ---- */
 
-/* Starts redis-server; TLS only on the port when certs_dir is set. */
+/* Starts redis-server; TLS only on the port when certs_dir is set; the append-only file on
+ * when aof. */
 static void
-redis_start(struct ts_redis *r, int port, const char *password, const char *certs_dir)
+redis_start(struct ts_redis *r, int port, const char *password, const char *certs_dir, bool aof)
 {
     int keep_port = port;
     char keep_dir[sizeof(r->dir)];
@@ -350,7 +351,7 @@ redis_start(struct ts_redis *r, int port, const char *password, const char *cert
     argv[k++] = "--save";
     argv[k++] = "";
     argv[k++] = "--appendonly";
-    argv[k++] = "no";
+    argv[k++] = aof ? "yes" : "no";
     argv[k++] = "--dir";
     argv[k++] = r->dir;
     if (password) {
@@ -366,13 +367,19 @@ redis_start(struct ts_redis *r, int port, const char *password, const char *cert
 void
 ts_redis_start(struct ts_redis *r, int port, const char *password)
 {
-    redis_start(r, port, password, NULL);
+    redis_start(r, port, password, NULL, false);
+}
+
+void
+ts_redis_start_aof(struct ts_redis *r, int port, const char *password)
+{
+    redis_start(r, port, password, NULL, true);
 }
 
 void
 ts_redis_start_tls(struct ts_redis *r, int port, const char *password, const char *certs_dir)
 {
-    redis_start(r, port, password, certs_dir);
+    redis_start(r, port, password, certs_dir, false);
 }
 
 void

@@ -78,6 +78,10 @@ struct ts_redis {
     char password[64];
 };
 void ts_redis_start(struct ts_redis *r, int port, const char *password);
+/* The same with the append-only file on (appendfsync everysec): a server killed with SIGKILL and
+ * started again on its port (after ts_kill(&r->proc), not ts_redis_stop) still has every write
+ * it acknowledged. */
+void ts_redis_start_aof(struct ts_redis *r, int port, const char *password);
 /* The same with TLS only on the port: server.pem, server.key and ca.pem from certs_dir, no
  * client certificates. */
 void ts_redis_start_tls(struct ts_redis *r, int port, const char *password, const char *certs_dir);

@@ -70,9 +70,19 @@ struct ahg_ctl_opts {
     uint64_t api_keys_refresh_ms; /* 0 = 5 min */
     unsigned quota;               /* tunnels per key; 0 = 10 */
 
+    /* API key guessing: each client address may fail auth_max_failures times per
+     * auth_failure_window; the failure that spends that budget locks the address out for
+     * auth_lockout (429 with Retry-After, key not even looked at). At most
+     * auth_tracked_addresses addresses are remembered (least recently failed forgotten first). */
+    unsigned auth_max_failures;      /* 0 = 10 */
+    uint64_t auth_failure_window_ms; /* 0 = 1 min */
+    uint64_t auth_lockout_ms;        /* 0 = 1 min */
+    unsigned auth_tracked_addresses; /* 0 = 10000 */
+    bool auth_guard_off;             /* no limit at all */
+
     /* the caller's address */
-    const char *const *allow_cidr; /* NULL-terminated or NULL = everyone */
-    const char *const *trusted_proxies;
+    const char *const *allow_cidr;      /* NULL-terminated or NULL = everyone */
+    const char *const *trusted_proxies; /* NULL = none (the option table's default: loopback) */
 
     /* subdomains */
     const char *const *reserved; /* extra reserved names, NULL-terminated */

@@ -286,16 +286,22 @@ ws_settled(void *arg)
 }
 
 bool
-cit_listen(struct cit *c, const char *hc, const char *token)
+cit_listen_open(struct cit *c, struct tws *w, const char *hc, const char *token)
 {
     char target[512];
     (void)snprintf(target, sizeof(target), "/$hc/%s?sb-hc-action=listen", hc);
     const char *hdrs[] = {"ServiceBusAuthorization", token, NULL};
+    memset(w, 0, sizeof(*w));
+    tws_connect(&c->t, w, target, hdrs, NULL);
+    (void)th_wait(&c->t, ws_settled, w, 10000);
+    return w->open;
+}
+
+bool
+cit_listen(struct cit *c, const char *hc, const char *token)
+{
     struct tws w;
-    memset(&w, 0, sizeof(w));
-    tws_connect(&c->t, &w, target, hdrs, NULL);
-    (void)th_wait(&c->t, ws_settled, &w, 10000);
-    bool ok = w.open;
+    bool ok = cit_listen_open(c, &w, hc, token);
     tws_free(&w);
     return ok;
 }

@@ -70,7 +70,9 @@ void cit_del(struct cit *c, const char *key);
 
 /* True when the emulator has an HC of this name. */
 bool cit_hc_exists(struct cit *c, const char *name);
-/* Listener with token on hc: true when the control channel opens. */
+/* Listener with token on hc: true when the control channel opens (then closed again). */
 bool cit_listen(struct cit *c, const char *hc, const char *token);
+/* The same, leaving the listener w open (tws_free(w) closes it). */
+bool cit_listen_open(struct cit *c, struct tws *w, const char *hc, const char *token);
 
 #endif /* CTL_IT_H */

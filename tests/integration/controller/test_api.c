@@ -242,6 +242,7 @@ test_subdomains_and_quota(void **state)
     char *sub = cit_json_str(&r, "subdomain");
     assert_string_equal(sub, "myapp");
     free(sub);
+    char *sid1 = cit_json_str(&r, "session_id");
     cit_resp_free(&r);
     char *route = cit_get(&C, "ahg:route:myapp");
     assert_non_null(route);
@@ -256,6 +257,39 @@ test_subdomains_and_quota(void **state)
     cit_req(&C, 0, "POST", "/api/tunnels", CIT_KEY_B, "{\"subdomain\":\"api\"}", NULL, &r);
     expect_err(&r, 409, "conflict");
     cit_resp_free(&r);
+    /* the same key takes over its own subdomain whose HC has no listener (a crashed client
+     * coming back): the old session is gone, a new one holds the name */
+    cit_req(&C, 0, "POST", "/api/tunnels", CIT_KEY_A, "{\"subdomain\":\"myapp\"}", NULL, &r);
+    if (r.status != 201)
+        fail_msg("take-over: %d %s", r.status, r.body);
+    char *sid2 = cit_json_str(&r, "session_id");
+    char *hc2 = cit_json_str(&r, "hybrid_connection_name");
+    char *tok2 = cit_json_str(&r, "listener_token");
+    cit_resp_free(&r);
+    assert_string_not_equal(sid1, sid2);
+    char path[128];
+    sid_path(sid1, NULL, path, sizeof(path));
+    cit_req(&C, 0, "GET", path, CIT_KEY_A, NULL, NULL, &r);
+    expect_err(&r, 404, "not_found");
+    cit_resp_free(&r);
+    char subkey[64];
+    (void)snprintf(subkey, sizeof(subkey), "ahg:sub:myapp");
+    char *holder = cit_get(&C, subkey);
+    assert_non_null(holder);
+    assert_string_equal(holder, sid2);
+    free(holder);
+    /* a connected tunnel of the same key is never displaced */
+    struct tws lw;
+    assert_true(cit_listen_open(&C, &lw, hc2, tok2));
+    cit_req(&C, 0, "POST", "/api/tunnels", CIT_KEY_A, "{\"subdomain\":\"myapp\"}", NULL, &r);
+    expect_err(&r, 409, "conflict");
+    assert_non_null(strstr(r.body, "connected"));
+    cit_resp_free(&r);
+    tws_free(&lw);
+    free(sid1);
+    free(sid2);
+    free(hc2);
+    free(tok2);
     /* quota 2 per key */
     cit_req(&C, 0, "POST", "/api/tunnels", CIT_KEY_A, NULL, NULL, &r);
     assert_int_equal(r.status, 201);

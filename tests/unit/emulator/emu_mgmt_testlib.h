@@ -84,6 +84,7 @@ static const struct ahg_opt_def emu_test_opts[] = {
      .max = 600000},
     {.name = "emulator.latency.arm", .type = AHG_OPT_DURATION, .def = "0", .min = 0, .max = 600000},
     {.name = "emulator.keyvault.secrets", .type = AHG_OPT_LIST},
+    {.name = "emulator.state_file", .type = AHG_OPT_STRING},
 };
 
 /* Loads a configuration from argv-style flags ("--emulator-namespace=x", ...); NULL on error

@@ -320,6 +320,70 @@ test_state_regenerate(void **state)
     emu_test_free(e);
 }
 
+/* emulator.state_file: hybrid connections (metadata, times, rules and keys) and the namespace's
+ * keys come back after a restart, as they do on Azure; a deleted HC stays deleted; a file that
+ * is not a state file stops the start. */
+static void
+test_state_file_survives_restart(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ahg-emu-state-XXXXXX", path[64], flag[96];
+    assert_non_null(mkdtemp(dir));
+    (void)snprintf(path, sizeof(path), "%s/state.json", dir);
+    (void)snprintf(flag, sizeof(flag), "--emulator-state-file=%s", path);
+    const char *flags[] = {flag, NULL};
+    struct emu *e = emu_test_new(NULL, flags);
+    assert_non_null(e);
+    assert_int_equal(access(path, R_OK), 0); /* written from the start */
+    int err = 0;
+    struct emu_hc *a = emu_hc_put(e, "ahg-a", true, "{\"owner\":\"azhexgate\"}", NULL, &err);
+    assert_non_null(emu_hc_put(e, "ahg-b", false, NULL, NULL, &err));
+    assert_non_null(a);
+    struct emu_rule *l = emu_rule_put(e, a, "listen", EMU_RIGHT_LISTEN, &err);
+    assert_non_null(l);
+    assert_int_equal(emu_rule_regenerate(e->ns.rules, true, NULL), AHG_OK);
+    char root[EMU_KEY_LEN + 1], lkey[EMU_KEY_LEN + 1];
+    strcpy(root, e->ns.rules->primary);
+    strcpy(lkey, l->secondary);
+    time_t created = a->created;
+    uint32_t frac = a->created_frac;
+    emu_state_save(e);
+    emu_test_free(e);
+
+    e = emu_test_new(NULL, flags);
+    assert_non_null(e);
+    assert_int_equal(e->ns.nhcs, 2);
+    a = emu_hc_find(e, "ahg-a");
+    assert_non_null(a);
+    assert_true(a->requires_client_auth);
+    assert_string_equal(a->user_metadata, "{\"owner\":\"azhexgate\"}");
+    assert_int_equal(a->created, created);
+    assert_int_equal(a->created_frac, frac);
+    l = emu_rule_find(e, a, "listen");
+    assert_non_null(l);
+    assert_int_equal(l->rights, EMU_RIGHT_LISTEN);
+    assert_string_equal(l->secondary, lkey);
+    assert_false(emu_hc_find(e, "ahg-b")->requires_client_auth);
+    assert_string_equal(e->ns.rules->primary, root);
+    assert_int_equal(emu_hc_delete(e, "ahg-b"), AHG_OK);
+    emu_state_save(e);
+    emu_test_free(e);
+
+    e = emu_test_new(NULL, flags);
+    assert_non_null(e);
+    assert_int_equal(e->ns.nhcs, 1);
+    assert_null(emu_hc_find(e, "ahg-b"));
+    emu_test_free(e);
+
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    (void)fputs("{\"v\":2}", f);
+    (void)fclose(f);
+    assert_null(emu_test_new(NULL, flags));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -333,6 +397,7 @@ main(void)
         cmocka_unit_test(test_state_hc_limit),
         cmocka_unit_test(test_state_rules),
         cmocka_unit_test(test_state_regenerate),
+        cmocka_unit_test(test_state_file_survives_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
