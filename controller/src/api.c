@@ -251,6 +251,22 @@ batch_add(struct ctl_req *q, int rc)
     }
 }
 
+/* One reply of a batch came back: true once the last one is in and all succeeded (false when
+ * the request is abandoned, the batch is still running, or it was answered 503 here). */
+static bool
+batch_back(struct ctl_req *q, int err)
+{
+    if (err != AHG_OK && !q->batch_err)
+        q->batch_err = err;
+    if (!req_back(q) || --q->batch)
+        return false;
+    if (q->batch_err) {
+        answer_unavail(q, "the state store", q->batch_err);
+        return false;
+    }
+    return true;
+}
+
 /* Bookkeeping around a store call. */
 #define STORE_CALL(q, call)                                                                        \
     do {                                                                                           \
@@ -449,17 +465,9 @@ on_create_written(struct ahg_store *s, int err, const struct ahg_store_reply *re
     struct ctl_req *q = ud;
     (void)s;
     (void)rep;
-    if (err != AHG_OK && !q->batch_err)
-        q->batch_err = err;
-    if (!req_back(q))
-        return;
-    if (--q->batch)
+    if (!batch_back(q, err))
         return;
     struct ahg_ctl *ctl = q->ctl;
-    if (q->batch_err) {
-        answer_unavail(q, "the state store", q->batch_err);
-        return;
-    }
     (void)ahg_store_publish(ctl->store, "ahg:routes", q->id, strlen(q->id), NULL, NULL);
     long long texp = ctl_now_s() + (long long)(ctl->o.token_ttl_ms / 1000);
     long long sexp = jnum(q->session, "expires_at");
@@ -675,16 +683,8 @@ on_take_deleted(struct ahg_store *s, int err, const struct ahg_store_reply *rep,
     struct ctl_req *q = ud;
     (void)s;
     (void)rep;
-    if (err != AHG_OK && !q->batch_err)
-        q->batch_err = err;
-    if (!req_back(q))
+    if (!batch_back(q, err))
         return;
-    if (--q->batch)
-        return;
-    if (q->batch_err) {
-        answer_unavail(q, "the state store", q->batch_err);
-        return;
-    }
     AHG_LOG_INFO("tunnel %s: session %s had no listener; taken over by session %s", q->id,
                  q->old_sid, q->sid);
     cJSON_Delete(q->session);
@@ -1179,16 +1179,8 @@ on_deleted(struct ahg_store *s, int err, const struct ahg_store_reply *rep, void
     struct ctl_req *q = ud;
     (void)s;
     (void)rep;
-    if (err != AHG_OK && !q->batch_err)
-        q->batch_err = err;
-    if (!req_back(q))
+    if (!batch_back(q, err))
         return;
-    if (--q->batch)
-        return;
-    if (q->batch_err) {
-        answer_unavail(q, "the state store", q->batch_err);
-        return;
-    }
     answer_json(q, 204, NULL, NULL);
 }
 

@@ -41,6 +41,7 @@
 #include "ahg/httpd.h"
 #include "ahg/log.h"
 #include "ahg/net.h"
+#include "tbody.h"
 
 #define API_KEY   "rel-e2e-api-key-7Qm4Zt9Lx2Vb8Nc1"
 #define BASIC_PW  "rel-basic-pw-Hq3Rv7Ws1"
@@ -127,19 +128,6 @@ app_request(struct ahg_httpd_req *r)
         host ? host : "-", xff ? xff : "-", xfh ? xfh : "-", xfp ? xfp : "-", fwd ? fwd : "-",
         ahg_http_head_get(h, "Authorization", NULL) ? "yes" : "no");
     ahg_httpd_req_set_cbs(r, &app_cbs, q);
-}
-
-static void *
-app_thread(void *arg)
-{
-    (void)ahg_loop_run(arg);
-    return NULL;
-}
-
-static void
-app_stop_cb(void *arg)
-{
-    ahg_loop_stop(arg);
 }
 
 static unsigned
@@ -325,7 +313,7 @@ stack_up(void **state)
     struct ahg_httpd *srv = ahg_httpd_new(app.loop, &ao, &err);
     assert_non_null(srv);
     app.port = ahg_httpd_port(srv);
-    assert_int_equal(pthread_create(&app.thr, NULL, app_thread, app.loop), 0);
+    tb_loop_thread_start(app.loop, &app.thr);
 
     ts_redis_start(&st.redis, 0, NULL);
 
@@ -426,8 +414,7 @@ stack_down(void **state)
     ts_kill(&st.ctl);
     ts_kill(&st.emu);
     ts_redis_stop(&st.redis);
-    assert_int_equal(ahg_loop_post(app.loop, app_stop_cb, app.loop), 0);
-    assert_int_equal(pthread_join(app.thr, NULL), 0);
+    tb_loop_thread_stop(app.loop, app.thr);
     ahg_loop_free(app.loop);
     if (!getenv("AHG_REL_KEEP"))
         ts_rmtree(st.dir);

@@ -101,3 +101,29 @@ tb_echo(struct ahg_httpd_req *r, struct ahg_http_head *resp)
     ahg_httpd_req_set_cbs(r, &echo_cbs, NULL);
     assert_int_equal(ahg_httpd_resp_begin(r, resp, len), AHG_OK);
 }
+
+static void *
+loop_thread(void *arg)
+{
+    (void)ahg_loop_run(arg);
+    return NULL;
+}
+
+static void
+loop_stop_cb(void *arg)
+{
+    ahg_loop_stop(arg);
+}
+
+void
+tb_loop_thread_start(struct ahg_loop *loop, pthread_t *thr)
+{
+    assert_int_equal(pthread_create(thr, NULL, loop_thread, loop), 0);
+}
+
+void
+tb_loop_thread_stop(struct ahg_loop *loop, pthread_t thr)
+{
+    assert_int_equal(ahg_loop_post(loop, loop_stop_cb, loop), 0);
+    assert_int_equal(pthread_join(thr, NULL), 0);
+}

@@ -1,7 +1,8 @@
 /*
  * tests/support/tbody.h - generated bodies for tests over HTTP: the byte pattern every test
  * body is made of, its FNV-1a checksum, and the pieces of a local ahg_httpd test app that
- * stream such bodies (a generator) or echo the request body back (with backpressure).
+ * stream such bodies (a generator) or echo the request body back (with backpressure), and
+ * the thread such an app's loop runs on.
  *
  * Test code only (library ahg_tbody).
  */
@@ -12,8 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "ahg/http.h"
 #include "ahg/httpd.h"
+#include "ahg/net.h"
+
+/* Runs loop on a new thread (*thr); tb_loop_thread_stop() stops it from another thread and
+ * joins. Both fail the test on errors. */
+void tb_loop_thread_start(struct ahg_loop *loop, pthread_t *thr);
+void tb_loop_thread_stop(struct ahg_loop *loop, pthread_t thr);
 
 /* FNV-1a offset basis: the checksum of nothing. */
 #define TB_FNV0 1469598103934665603ull

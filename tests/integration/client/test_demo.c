@@ -17,6 +17,7 @@
 #include "ahg/buf.h"
 #include "ahg/net.h"
 #include "cli/demo.h"
+#include "tbody.h"
 #include "tsupport.h"
 
 struct demo_env {
@@ -27,19 +28,6 @@ struct demo_env {
 };
 
 static struct demo_env env;
-
-static void *
-loop_thread(void *arg)
-{
-    (void)ahg_loop_run(arg);
-    return NULL;
-}
-
-static void
-stop_cb(void *arg)
-{
-    ahg_loop_stop(arg);
-}
 
 static int
 setup(void **state)
@@ -54,7 +42,7 @@ setup(void **state)
     assert_non_null(env.demo);
     env.port = cli_demo_port(env.demo);
     assert_true(env.port > 0);
-    assert_int_equal(pthread_create(&env.thr, NULL, loop_thread, env.loop), 0);
+    tb_loop_thread_start(env.loop, &env.thr);
     return 0;
 }
 
@@ -62,8 +50,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    assert_int_equal(ahg_loop_post(env.loop, stop_cb, env.loop), 0);
-    assert_int_equal(pthread_join(env.thr, NULL), 0);
+    tb_loop_thread_stop(env.loop, env.thr);
     ahg_loop_free(env.loop);
     cli_demo_free(env.demo);
     return 0;

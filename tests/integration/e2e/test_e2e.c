@@ -26,6 +26,7 @@
 #include "ahg/net.h"
 #include "cli/cli.h"
 #include "cli/demo.h"
+#include "tbody.h"
 #include "tsupport.h"
 
 enum mode { ALLINONE, SPLIT };
@@ -50,19 +51,6 @@ static struct {
     int port;
 } app;
 
-static void *
-app_thread(void *arg)
-{
-    (void)ahg_loop_run(arg);
-    return NULL;
-}
-
-static void
-app_stop_cb(void *arg)
-{
-    ahg_loop_stop(arg);
-}
-
 static void
 app_start(void)
 {
@@ -74,14 +62,13 @@ app_start(void)
     app.demo = cli_demo_new(app.loop, &o, &err);
     assert_non_null(app.demo);
     app.port = cli_demo_port(app.demo);
-    assert_int_equal(pthread_create(&app.thr, NULL, app_thread, app.loop), 0);
+    tb_loop_thread_start(app.loop, &app.thr);
 }
 
 static void
 app_stop(void)
 {
-    assert_int_equal(ahg_loop_post(app.loop, app_stop_cb, app.loop), 0);
-    assert_int_equal(pthread_join(app.thr, NULL), 0);
+    tb_loop_thread_stop(app.loop, app.thr);
     ahg_loop_free(app.loop);
     cli_demo_free(app.demo);
 }
