@@ -5,10 +5,20 @@
  *   peers_probe.js hyco RELAY_WS NS_HOST KEY HC=PORT...     hyco-https listeners (HTTP mode)
  *                                                           proxying each HC to 127.0.0.1:PORT;
  *                                                           prints "ready" once all listen
- *   peers_probe.js sse URL HOST N                           SSE: stream-open and first-event
- *                                                           latency (N runs), JSON on stdout
+ *   peers_probe.js sse URL HOST N [TIMEOUT_S]               SSE: stream-open and first-event
+ *                                                           latency (N runs, each given
+ *                                                           TIMEOUT_S, default 15), JSON on stdout
  *   peers_probe.js ws URL HOST N                            WebSocket: handshake time and echo
  *                                                           round trip of N 32-byte messages
+ *   peers_probe.js coldwarm URL HOST N IDLE_MS DIRECT_URL  N rounds of: IDLE_MS without traffic;
+ *                                                           "cold" = GET on a new connection;
+ *                                                           0.3 s; "recent" = GET on a new
+ *                                                           connection; 0.3 s; "warm" = GET on a
+ *                                                           kept-alive connection; 0.3 s; "warm_new"
+ *                                                           = GET on a new connection to the hot
+ *                                                           tunnel; then "direct_new"
+ *                                                           and "direct_warm", the same two against
+ *                                                           DIRECT_URL (no Host). JSON: samples
  * HOST ("-" = none) is sent as the Host header. Latencies are in microseconds.
  */
 const http = require('node:http');
@@ -77,7 +87,7 @@ function hyco(relayWs, nsHost, key, pairs) {
     }
 }
 
-function sseOnce(url, host) {
+function sseOnce(url, host, timeoutS) {
     return new Promise((resolve, reject) => {
         const t0 = nowUs();
         let open = null;
@@ -103,14 +113,14 @@ function sseOnce(url, host) {
             });
         });
         req.on('error', (e) => { if (e.code !== 'ECONNRESET') reject(e); });
-        req.setTimeout(15000, () => req.destroy(new Error('no event in 15 s')));
+        req.setTimeout(timeoutS * 1000, () => req.destroy(new Error(`no event in ${timeoutS} s`)));
     });
 }
 
-async function sse(url, host, n) {
+async function sse(url, host, n, timeoutS) {
     const opens = [], firsts = [];
     for (let i = 0; i < n; i++) {
-        const r = await sseOnce(url, host);
+        const r = await sseOnce(url, host, timeoutS);
         opens.push(r.open);
         firsts.push(r.first);
     }
@@ -179,6 +189,62 @@ function wsEcho(url, host, n) {
     });
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/* One GET of url (whole body read); resolves with its time in µs, rejects on a non-200. */
+function getOnce(url, host, agent) {
+    return new Promise((resolve, reject) => {
+        const headers = host !== '-' ? { Host: host } : {};
+        const t0 = nowUs();
+        const req = http.get(url, { headers, agent }, (res) => {
+            res.on('data', () => {});
+            res.on('end', () => (res.statusCode === 200 ? resolve(nowUs() - t0)
+                : reject(new Error(`status ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        req.setTimeout(30000, () => req.destroy(new Error('no answer in 30 s')));
+    });
+}
+
+async function coldwarm(url, host, n, idleMs, directUrl) {
+    const keep = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const keepDirect = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const out = { cold: [], recent: [], warm: [], warm_new: [], direct_new: [], direct_warm: [],
+        errors: [] };
+    const take = async (k, p) => {
+        try {
+            out[k].push(await p);
+        } catch (e) {
+            out.errors.push(`${k}: ${e.message}`);
+        }
+    };
+    await take('warm', getOnce(url, host, keep)); /* opens the kept-alive connections */
+    await take('direct_warm', getOnce(directUrl, '-', keepDirect));
+    out.warm.length = out.direct_warm.length = 0;
+    const start = nowUs();
+    for (let i = 0; i < n; i++) {
+        if (nowUs() - start > 400e6) { /* stalls: report what was measured */
+            out.errors.push(`stopped after ${i} rounds: 400 s time budget`);
+            break;
+        }
+        await sleep(idleMs);
+        await take('cold', getOnce(url, host, false));
+        await sleep(300);
+        await take('recent', getOnce(url, host, false));
+        await sleep(300);
+        await take('warm', getOnce(url, host, keep));
+        await sleep(300);
+        await take('warm_new', getOnce(url, host, false));
+        await sleep(300);
+        await take('direct_new', getOnce(directUrl, '-', false));
+        await sleep(300);
+        await take('direct_warm', getOnce(directUrl, '-', keepDirect));
+    }
+    keep.destroy();
+    keepDirect.destroy();
+    return out;
+}
+
 async function main() {
     const [cmd, ...a] = process.argv.slice(2);
     if (cmd === 'token' && a.length === 4) {
@@ -186,8 +252,12 @@ async function main() {
     } else if (cmd === 'hyco' && a.length >= 4) {
         hyco(a[0], a[1], a[2], a.slice(3));
         return;
-    } else if (cmd === 'sse' && a.length === 3) {
-        process.stdout.write(`${JSON.stringify(await sse(a[0], a[1], Number(a[2])))}\n`);
+    } else if (cmd === 'sse' && (a.length === 3 || a.length === 4)) {
+        const to = a.length === 4 ? Number(a[3]) : 15;
+        process.stdout.write(`${JSON.stringify(await sse(a[0], a[1], Number(a[2]), to))}\n`);
+    } else if (cmd === 'coldwarm' && a.length === 5) {
+        const r = await coldwarm(a[0], a[1], Number(a[2]), Number(a[3]), a[4]);
+        process.stdout.write(`${JSON.stringify(r)}\n`);
     } else if (cmd === 'ws' && a.length === 3) {
         process.stdout.write(`${JSON.stringify(await ws(a[0], a[1], Number(a[2])))}\n`);
     } else {

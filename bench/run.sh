@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of AzHexGate and its peers (issue 9; ../shared/docs/peers.md):
 # direct, nginx (one proxy hop), ssh -R, PageKite, Microsoft's hyco-https listener through our
-# emulator, AzHexGate (gateway + emulator + azhexgate client) and AzHexGate with the emulator's
-# live-service latency profile — all on 127.0.0.1, in one run, against the same two origins:
+# emulator, AzHexGate (gateway + emulator + azhexgate client), and the relayed rows once more with
+# the emulator's live-service latency profile — all on 127.0.0.1, in one run, against the same
+# two origins:
 #   - nginx answering a 1 KiB body from memory (req/s and latency: wrk --latency, 1/64/256 conns)
 #   - bench/peers-origin, the client's demo app (1 GiB download/upload with curl, SSE first
 #     event, WebSocket echo round trip with bench/peers_probe.js)
-# and the peak RSS (VmHWM) of every process involved. Writes bench/results/peers.json, peers.md
-# and peers-latency.png.
+# and the peak RSS (VmHWM) of every process involved. Then three steps: "controller" (POST
+# /api/tunnels with ARM at 2 s, cold vs warm pool, and the controller's memory per session:
+# bench/ctl-bench), "tunnels" (10,000 registered tunnels: memory per tunnel in gateway and Redis,
+# hot-tunnel latency with 1 vs 10,000: the real gateway with wrk and bench/gw-bench), "coldwarm"
+# (live profile: a visitor's first request to a recently active tunnel vs a warm stream vs a
+# cold tunnel). Writes bench/results/peers.json, peers.md and peers-latency.png.
 #
 #   bench/run.sh [--quick] [--dry-run] [--no-install] [--only PEER[,PEER...]]
-#     --quick       a ~2-minute smoke: 2 s wrk runs, 256 MiB transfers, fewer SSE/WS samples
+#     --quick       a ~8-minute smoke: 2 s wrk runs, 256 MiB transfers, fewer samples, 1,000 tunnels
 #     --dry-run     check the tools and the scripts, print the plan, start nothing
 #     --no-install  do not apt-get/npm install what is missing (missing peers are reported)
-#     --only        measure only these peers (direct is always measured: ratios need it);
-#                   "tunnels" = the many-tunnels step (needs azhexgate in the list too)
+#     --only        measure only these peers/steps (direct is always measured: ratios need
+#                   it); steps: controller, tunnels (needs azhexgate), coldwarm (needs
+#                   azhexgate-live)
 # Environment: AHG_BENCH_BUILD_DIR (default build/bench), AHG_BENCH_PORT_BASE (default 18000),
-# AHG_BENCH_KEEP=1 keeps the work directory (logs of every process).
+# AHG_BENCH_KEEP=1 keeps the work directory (logs of every process), AHG_BENCH_LOG_LEVEL (default
+# warn) is the log level of the emulators and gateways, AHG_BENCH_RESULTS (default bench/results)
+# where the report goes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${AHG_BENCH_BUILD_DIR:-$ROOT/build/bench}
 BASE=${AHG_BENCH_PORT_BASE:-18000}
-RESULTS=$ROOT/bench/results
+LOGLEVEL=${AHG_BENCH_LOG_LEVEL:-warn}
+RESULTS=${AHG_BENCH_RESULTS:-$ROOT/bench/results}
 QUICK=0 DRY=0 INSTALL=1 ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,19 +39,24 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY=1 ;;
     --no-install) INSTALL=0 ;;
     --only) ONLY=${2:?--only needs a list}; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
     shift
 done
-PEERS=(direct nginx ssh pagekite hyco azhexgate azhexgate-pool256 azhexgate-live)
+PEERS=(direct nginx ssh pagekite hyco hyco-live azhexgate azhexgate-pool256 azhexgate-live)
+# NT: registered tunnels (and controller sessions); NCW: samples of each coldwarm case;
+# NCTL: POST /api/tunnels samples with a warm pool
 if [ "$QUICK" = 1 ]; then
-    DUR=2 XFER=$((256 * 1024 * 1024)) NSSE=5 NWS=200 NT=1000
+    DUR=2 XFER=$((256 * 1024 * 1024)) NSSE=5 NWS=200 NT=1000 NCW=20 NCTL=5
 else
-    DUR=5 XFER=$((1024 * 1024 * 1024)) NSSE=20 NWS=1000 NT=10000
+    DUR=5 XFER=$((1024 * 1024 * 1024)) NSSE=20 NWS=1000 NT=10000 NCW=20 NCTL=20
 fi
+# hyco-https (ws 6 underneath) rejects a WebSocket message over 100 MiB (ws maxPayload), and
+# the protocol carries a request body as one message: its upload is measured with 96 MiB
+HYCO_MAX_UP=$((96 * 1024 * 1024))
 CONNS=(1 64 256)
-XFER_TIMEOUT=60
+XFER_TIMEOUT=40 # s per transfer: a slower peer gets its rate up to there ("stopped by the time limit")
 
 # ports (127.0.0.1 only)
 P_APP=$BASE P_STATIC=$((BASE + 1))
@@ -50,6 +64,7 @@ P_NGX_S=$((BASE + 10)) P_NGX_A=$((BASE + 11))
 P_SSHD=$((BASE + 20)) P_SSH_S=$((BASE + 21)) P_SSH_A=$((BASE + 22))
 P_PK=$((BASE + 30))
 P_GW=$((BASE + 40)) P_REDIS=$((BASE + 41)) P_GW_POOL=$((BASE + 45)) P_GW_LIVE=$((BASE + 50))
+P_GW_CW=$((BASE + 52))
 DOMAIN=bench.localhost
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -68,7 +83,8 @@ if [ "$DRY" = 1 ]; then
     if command -v node >/dev/null; then node --check bench/peers_probe.js || rc=1; fi
     PYTHONDONTWRITEBYTECODE=1 python3 bench/peers_report.py --self-test || rc=1
     echo "plan: peers ${PEERS[*]}; wrk ${DUR}s at ${CONNS[*]} connections; transfers $XFER B;" \
-        "SSE x$NSSE; WS echo x$NWS; build $BUILD; ports $BASE..$((BASE + 50))"
+        "SSE x$NSSE; WS echo x$NWS; controller $NT sessions, $NCTL POSTs; $NT tunnels;" \
+        "coldwarm x$NCW; build $BUILD; ports $BASE..$((BASE + 53))"
     [ ${#need_install[@]} -eq 0 ] || echo "would install: ${need_install[*]}"
     exit $rc
 fi
@@ -95,13 +111,16 @@ done
 log "building (Release) in $BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAHG_BUILD_TESTS=OFF >/dev/null || exit 1
 targets=(azhexgate-emulator peers-origin)
-for t in azhexgate-gateway azhexgate; do
-    if cmake --build "$BUILD" --target help 2>/dev/null | grep -qx "\.\.\. $t"; then targets+=("$t"); fi
+# (the listing is read whole first: with pipefail, "cmake | grep -q" can fail on SIGPIPE)
+known=$(cmake --build "$BUILD" --target help 2>/dev/null)
+for t in azhexgate-gateway azhexgate azhexgate-controller ctl-bench gw-bench; do
+    if grep -qx "\.\.\. $t" <<<"$known"; then targets+=("$t"); fi
 done
 cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}" >"$BUILD/bench-build.log" 2>&1 ||
     { tail -30 "$BUILD/bench-build.log"; echo "run.sh: build failed" >&2; exit 1; }
 EMU=$BUILD/emulator/azhexgate-emulator GW=$BUILD/gateway/azhexgate-gateway
 CLI=$BUILD/client/azhexgate ORIGIN=$BUILD/bench/peers-origin
+CTL=$BUILD/controller/azhexgate-controller CTL_BENCH=$BUILD/bench/ctl-bench GW_BENCH=$BUILD/bench/gw-bench
 
 # ------------------------------------------------------------------ work dir, process bookkeeping
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -265,7 +284,7 @@ start_emu() {
     head -c 32 /dev/urandom | base64 >"$d/key"
     spawn "$name" "$EMU" --emulator-bind 127.0.0.1 --emulator-relay-port 0 --emulator-mgmt-port 0 \
         --emulator-identity-port 0 --emulator-admin-port 0 --emulator-root-key-file "$d/key" \
-        --emulator-ready-file "$d/ready" --log-level warn "$@"
+        --emulator-ready-file "$d/ready" --log-level "$LOGLEVEL" "$@"
     EMU_PID=$!
     wait_file "$d/ready" 15 || return 1
     EMU_PORT=$(sed -n 's/^relay_port=//p' "$d/ready")
@@ -274,23 +293,32 @@ start_emu() {
 }
 
 # ------------------------------------------------------------------ hyco-https through the emulator
-start_hyco() {
-    [ -d tests/interop/node_modules/hyco-https ] || { peer_fail hyco "npm hyco-https missing (scripts/interop-deps.sh)"; return; }
-    start_emu emu-hyco --emulator-hybrid-connections hycos:noauth \
-        --emulator-hybrid-connections hycoa:noauth || { peer_fail hyco "emulator did not start: $(logtail emu-hyco)"; return; }
-    role hyco emulator "$EMU_PID"
-    spawn hyco node bench/peers_probe.js hyco "ws://127.0.0.1:$EMU_PORT" "$EMU_NS" "$EMU_KEY" \
-        "hycos=$P_STATIC" "hycoa=$P_APP"
-    role hyco hyco-https-listener $!
-    wait_http "http://127.0.0.1:$EMU_PORT/hycos/" - 20 || { peer_fail hyco "no answer through the relay: $(logtail hyco)"; return; }
-    S_URL[hyco]=http://127.0.0.1:$EMU_PORT/hycos S_HOST[hyco]=-
-    A_URL[hyco]=http://127.0.0.1:$EMU_PORT/hycoa A_HOST[hyco]=-
+start_hyco() { # start_hyco PEER EXTRA_EMULATOR_ARGS...
+    local peer=$1 hs=${1//-/}s ha=${1//-/}a
+    shift
+    [ -d tests/interop/node_modules/hyco-https ] || { peer_fail "$peer" "npm hyco-https missing (scripts/interop-deps.sh)"; return; }
+    start_emu "emu-$peer" --emulator-hybrid-connections "$hs:noauth" \
+        --emulator-hybrid-connections "$ha:noauth" "$@" || { peer_fail "$peer" "emulator did not start: $(logtail "emu-$peer")"; return; }
+    role "$peer" emulator "$EMU_PID"
+    spawn "$peer" node bench/peers_probe.js hyco "ws://127.0.0.1:$EMU_PORT" "$EMU_NS" "$EMU_KEY" \
+        "$hs=$P_STATIC" "$ha=$P_APP"
+    role "$peer" hyco-https-listener $!
+    wait_http "http://127.0.0.1:$EMU_PORT/$hs/" - 30 || { peer_fail "$peer" "no answer through the relay: $(logtail "$peer")"; return; }
+    S_URL[$peer]=http://127.0.0.1:$EMU_PORT/$hs S_HOST[$peer]=-
+    A_URL[$peer]=http://127.0.0.1:$EMU_PORT/$ha A_HOST[$peer]=-
 }
 
 # ------------------------------------------------------------------ AzHexGate
 REDIS_UP=0
 # GW_EXTRA: extra gateway flags (an array) for the next start_azhexgate
 GW_EXTRA=()
+spawn_gw() { # spawn_gw LOGNAME PEER PORT EXTRA_GATEWAY_ARGS...: a gateway on PEER's emulator
+    local d=$WORK/$2                # (GW_ADMIN: its admin port, default none)
+    spawn "$1" "$GW" --domain "$DOMAIN" --listen-address 127.0.0.1 --listen-port "$3" \
+        --admin-port "${GW_ADMIN:--1}" --store-url "redis://127.0.0.1:$P_REDIS" \
+        --relay-endpoint "ws://127.0.0.1:$(cat "$d/emu_port")" --relay-sas-key-name RootManageSharedAccessKey \
+        --relay-sas-key-file "$d/sendkey" --access-log=false --log-level "$LOGLEVEL" "${@:4}"
+}
 start_azhexgate() { # start_azhexgate PEER GW_PORT EXTRA_EMULATOR_ARGS...
     local peer=$1 gwport=$2 missing=() d=$WORK/$1
     shift 2
@@ -312,16 +340,14 @@ start_azhexgate() { # start_azhexgate PEER GW_PORT EXTRA_EMULATOR_ARGS...
     [ "$peer" = azhexgate ] && EMU_NS_AZ=$EMU_NS
     mkdir -p "$d"
     printf '%s\n' "$EMU_KEY" >"$d/sendkey"
+    echo "$EMU_PORT" >"$d/emu_port"
     local exp=$(($(date +%s) + 86400)) i
     for i in 0 1; do
         redis-cli -p "$P_REDIS" SET "ahg:route:${ids[i]}" \
             "{\"v\":1,\"id\":\"${ids[i]}\",\"session_id\":\"$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')\",\"hc\":\"${ids[i]}\",\"relay\":\"$EMU_NS\",\"expires_at\":$exp}" \
             EX 86400 >/dev/null
     done
-    spawn "gw-$peer" "$GW" --domain "$DOMAIN" --listen-address 127.0.0.1 --listen-port "$gwport" \
-        --admin-port -1 --store-url "redis://127.0.0.1:$P_REDIS" \
-        --relay-endpoint "ws://127.0.0.1:$EMU_PORT" --relay-sas-key-name RootManageSharedAccessKey \
-        --relay-sas-key-file "$d/sendkey" --access-log=false --log-level warn "${GW_EXTRA[@]}"
+    spawn_gw "gw-$peer" "$peer" "$gwport" "${GW_EXTRA[@]}"
     role "$peer" gateway $!
     for i in 0 1; do
         local tok
@@ -343,7 +369,8 @@ start_azhexgate() { # start_azhexgate PEER GW_PORT EXTRA_EMULATOR_ARGS...
 wanted nginx && start_nginx
 wanted ssh && start_ssh
 wanted pagekite && start_pagekite
-wanted hyco && start_hyco
+wanted hyco && start_hyco hyco
+wanted hyco-live && start_hyco hyco-live --emulator-latency-profile live
 wanted azhexgate && start_azhexgate azhexgate "$P_GW"
 GW_EXTRA=(--pool-max-idle 256)
 wanted azhexgate-pool256 && start_azhexgate azhexgate-pool256 "$P_GW_POOL"
@@ -371,11 +398,22 @@ run_wrk() { # run_wrk PEER CONNS
         "${S_URL[$peer]}/" >"$RAW/$peer/wrk-$c.txt" 2>&1
     alive_check "$peer" "wrk -c$c"
 }
+# limitation PEER FIGURE TEXT: FIGURE cannot be measured as for the other rows (the report says why)
+limitation() { printf '%s %s\n' "$2" "$3" >>"$RAW/$1/limits"; }
 measure() {
-    local peer=$1 out=$RAW/$1 au ah hdr=()
+    local peer=$1 out=$RAW/$1 au ah hdr=() up=$XFER nsse=$NSSE sse_to=15
     au=${A_URL[$peer]} ah=${A_HOST[$peer]}
     mkdir -p "$out"
     touch "$out/pids"
+    if [[ $peer == hyco* ]]; then
+        # Limitations of hyco-https / the relay's HTTP mode, not of the emulator (docs/benchmarks.md)
+        [ "$up" -le "$HYCO_MAX_UP" ] || { up=$HYCO_MAX_UP; limitation "$peer" upload \
+            "hyco-https takes a request body as one WebSocket message and its ws 6 rejects messages over 100 MiB (maxPayload): measured with 96 MiB"; }
+        nsse=1 sse_to=60
+        limitation "$peer" sse "hyco-https buffers a streamed response until 64 KiB are pending or it ends (no flush timer; .NET flushes after 2 s): the first event arrives with the 64th KiB (1 sample)"
+        limitation "$peer" ws "not possible: the relay's HTTP mode relays no protocol upgrades (it strips Upgrade/Connection); WebSockets need the hyco-ws listener"
+    fi
+    echo "$up" >"$out/upload_bytes"
     # 256 connections last: a peer that falls over under it (PageKite) still gets the rest measured
     run_wrk "$peer" 1
     run_wrk "$peer" 64
@@ -386,20 +424,22 @@ measure() {
         "$au/bytes/$XFER" >"$out/download.json" 2>"$out/download.err"
     echo "curl exit $?" >>"$out/download.err"
     alive_check "$peer" download
-    log "$peer: upload $XFER B (echoed back)"
-    head -c "$XFER" /dev/zero | curl -s -o /dev/null --max-time "$XFER_TIMEOUT" "${hdr[@]}" \
+    log "$peer: upload $up B (echoed back)"
+    head -c "$up" /dev/zero | curl -s -o /dev/null --max-time "$XFER_TIMEOUT" "${hdr[@]}" \
         -X POST -T - -H 'Content-Type: application/octet-stream' \
         -w '{"code":"%{http_code}","bytes":%{size_upload},"Bps":%{speed_upload},"s":%{time_total}}' \
         "$au/echo" >"$out/upload.json" 2>"$out/upload.err"
     echo "curl exit $?" >>"$out/upload.err"
     alive_check "$peer" upload
-    log "$peer: SSE x$NSSE, WebSocket echo x$NWS"
-    timeout 120 node bench/peers_probe.js sse "$au/events?every=10" "$ah" "$NSSE" \
+    log "$peer: SSE x$nsse, WebSocket echo x$NWS"
+    timeout 120 node bench/peers_probe.js sse "$au/events?every=10" "$ah" "$nsse" "$sse_to" \
         >"$out/sse.json" 2>"$out/sse.err"
     alive_check "$peer" SSE
-    timeout 120 node bench/peers_probe.js ws "${au/http:/ws:}/ws" "$ah" "$NWS" \
-        >"$out/ws.json" 2>"$out/ws.err"
-    alive_check "$peer" WebSocket
+    if ! grep -q '^ws ' "$out/limits" 2>/dev/null; then
+        timeout 120 node bench/peers_probe.js ws "${au/http:/ws:}/ws" "$ah" "$NWS" \
+            >"$out/ws.json" 2>"$out/ws.err"
+        alive_check "$peer" WebSocket
+    fi
     run_wrk "$peer" 256
 }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -410,53 +450,8 @@ for peer in "${PEERS[@]}"; do
     measure "$peer"
 done
 
-# ------------------------------------------------------------------ many tunnels (after the table)
-# NT routes (tNNNNN.DOMAIN) written into Redis, all pointing at the azhexgate row's static Hybrid
-# Connection: Redis memory per route; then two passes of wrk over all NT hosts (8 connections):
-# pass 1 = every tunnel new to the gateway (route lookup in Redis + a rendezvous + its pool),
-# pass 2 = every route cached and pooled; gateway/client/emulator RSS after each.
-rss_of() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-pid_of() { awk -v r="$2" '$1 == r {print $2}' "$RAW/$1/pids"; }
-tunnels_many() {
-    local out=$RAW/tunnels i exp sid gw cli emu m0 m1 pass
-    mkdir -p "$out"
-    echo "$NT" >"$out/count"
-    if [ -z "${S_URL[azhexgate]:-}" ] || [ -f "$RAW/azhexgate/died" ]; then
-        echo "the azhexgate row is not up" >"$out/failed"
-        return
-    fi
-    gw=$(pid_of azhexgate gateway) cli=$(pid_of azhexgate client-s) emu=$(pid_of azhexgate emulator)
-    log "tunnels: $NT routes into Redis"
-    m0=$(redis-cli -p "$P_REDIS" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
-    exp=$(($(date +%s) + 86400))
-    sid=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    for ((i = 0; i < NT; i++)); do
-        printf "SET ahg:route:t%05d '{\"v\":1,\"id\":\"t%05d\",\"session_id\":\"%s\",\"hc\":\"azhexgates\",\"relay\":\"%s\",\"expires_at\":%s}' EX 86400\n" \
-            "$i" "$i" "$sid" "$EMU_NS_AZ" "$exp"
-    done | redis-cli -p "$P_REDIS" >"$out/redis-set.txt" 2>&1
-    m1=$(redis-cli -p "$P_REDIS" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
-    printf '{"redis_used_memory_before":%s,"redis_used_memory_after":%s,"routes_set":%s}\n' "$m0" "$m1" \
-        "$(grep -c '^OK' "$out/redis-set.txt")" >"$out/redis.json"
-    # curl resolves *.localhost to 127.0.0.1 itself; --parallel reuses up to 8 connections
-    for ((i = 0; i < NT; i++)); do
-        printf 'url = "http://t%05d.%s:%s/"\noutput = "/dev/null"\n' "$i" "$DOMAIN" "$P_GW"
-    done >"$out/urls.cfg"
-    printf 'before %s %s %s\n' "$(rss_of "$gw")" "$(rss_of "$cli")" "$(rss_of "$emu")" >"$out/rss"
-    local t0
-    for pass in 1 2; do
-        log "tunnels: pass $pass over $NT hosts"
-        t0=$(date +%s%N)
-        timeout 600 curl -s -Z --parallel-max 8 --max-time 30 -K "$out/urls.cfg" \
-            -w '%{http_code} %{time_total}\n' >"$out/pass$pass.txt" 2>/dev/null
-        echo $((($(date +%s%N) - t0) / 1000)) >"$out/pass$pass.wall_us"
-        printf 'pass%s %s %s %s\n' "$pass" "$(rss_of "$gw")" "$(rss_of "$cli")" "$(rss_of "$emu")" >>"$out/rss"
-        alive_check azhexgate "the $NT-tunnel pass $pass"
-    done
-}
-if [ -z "$ONLY" ] || [[ ",$ONLY," == *",tunnels,"* ]]; then tunnels_many; fi
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# ------------------------------------------------------------------ peak RSS of every process (tree)
+# ------------------------------------------------------------------ steps after the table
+step_wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 hwm() { awk '/^VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 tree_hwm() { # sum of VmHWM over a process and its descendants
     local p sum kids
@@ -466,12 +461,140 @@ tree_hwm() { # sum of VmHWM over a process and its descendants
     for p in $kids; do sum=$((sum + $(tree_hwm "$p"))); done
     echo "$sum"
 }
-for f in "$RAW"/*/pids; do
-    [ -f "$f" ] || continue
+write_rss() { # write_rss PIDS_FILE OUT: "role pid peak-kB|died" for every process of a row
+    local r p h
     while read -r r p; do
         if kill -0 "$p" 2>/dev/null; then h=$(tree_hwm "$p"); else h=died; fi
         printf '%s %s %s\n' "$r" "$p" "$h"
-    done <"$f" >"${f%pids}rss"
+    done <"$1" >"$2"
+}
+rss_of() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+pid_of() { awk -v r="$2" '$1 == r {print $2}' "$RAW/$1/pids"; }
+
+# controller: bench/ctl-bench (the emulator inside it, ARM calls delayed 2 s; redis-server and
+# azhexgate-controller as its children on free ports): POST /api/tunnels with a warm pool vs
+# none, then NT live sessions (records in Redis, HCs in ARM) and the controller's RSS before and
+# after its reconcile passes. The azhexgate rows above do not go through the controller: their
+# routes are written into Redis as the controller would (docs/state.md).
+controller_step() {
+    local out=$RAW/controller rc
+    mkdir -p "$out"
+    [ -x "$CTL" ] && [ -x "$CTL_BENCH" ] || { echo "not built: azhexgate-controller / ctl-bench" >"$out/failed"; return; }
+    log "controller: POST /api/tunnels x$NCTL (ARM 2 s, warm pool vs none), $NT sessions"
+    timeout 600 "$CTL_BENCH" "$CTL" "$out" "$NT" "$NCTL" >"$out/log" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] || echo "ctl-bench failed (exit $rc): $(tail -c 300 "$out/log" | tr '\n' ' ')" >"$out/failed"
+}
+
+# tunnels: NT routes (tNNNNN.DOMAIN) written into Redis, their Hybrid Connection absent (a visit =
+# Redis lookup, the route cached, the relay's 404 for a stream, 502; no stream stays open):
+# Redis memory per route; one curl --parallel pass (8 connections) over every host; the gateway's
+# RSS growth per tunnel; the azhexgate row's hot tunnel (wrk -c1) right before the routes and
+# right after the pass; then bench/gw-bench lookup (the same comparison in one process, 2,000
+# sequential connections, 10,000 tunnels).
+tunnels_many() {
+    local out=$RAW/tunnels i exp gw m0 m1 t0 rc hdr
+    mkdir -p "$out"
+    echo "$NT" >"$out/count"
+    if [ -z "${S_URL[azhexgate]:-}" ] || [ -f "$RAW/azhexgate/died" ]; then
+        echo "the azhexgate row is not up" >"$out/failed"
+        return
+    fi
+    gw=$(pid_of azhexgate gateway)
+    # the row's own peaks, before 10,000 tunnels add to the gateway's
+    write_rss "$RAW/azhexgate/pids" "$RAW/azhexgate/rss-row"
+    hdr=(-H "Host: ${S_HOST[azhexgate]}")
+    log "tunnels: hot tunnel (wrk -c1 ${DUR}s) with 2 tunnels registered"
+    timeout $((DUR + 30)) wrk -t1 -c1 -d"${DUR}s" --timeout 10s --latency "${hdr[@]}" \
+        "${S_URL[azhexgate]}/" >"$out/hot-before.txt" 2>&1
+    log "tunnels: $NT routes into Redis"
+    m0=$(redis-cli -p "$P_REDIS" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    exp=$(($(date +%s) + 86400))
+    for ((i = 0; i < NT; i++)); do
+        printf "SET ahg:route:t%05d '{\"v\":1,\"id\":\"t%05d\",\"session_id\":\"%032x\",\"hc\":\"ahg-t%05d\",\"relay\":\"%s\",\"expires_at\":%s}' EX 86400\n" \
+            "$i" "$i" "$i" "$i" "$EMU_NS_AZ" "$exp"
+    done | redis-cli -p "$P_REDIS" >"$out/redis-set.txt" 2>&1
+    m1=$(redis-cli -p "$P_REDIS" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    printf '{"redis_used_memory_before":%s,"redis_used_memory_after":%s,"routes_set":%s}\n' "$m0" "$m1" \
+        "$(grep -c '^OK' "$out/redis-set.txt")" >"$out/redis.json"
+    # curl resolves *.localhost to 127.0.0.1 itself; --parallel reuses up to 8 connections
+    for ((i = 0; i < NT; i++)); do
+        printf 'url = "http://t%05d.%s:%s/"\noutput = "/dev/null"\n' "$i" "$DOMAIN" "$P_GW"
+    done >"$out/urls.cfg"
+    printf 'before %s\n' "$(rss_of "$gw")" >"$out/rss"
+    log "tunnels: one visit to each of the $NT tunnels"
+    t0=$(date +%s%N)
+    timeout 300 curl -s -Z --parallel-max 8 --max-time 30 -K "$out/urls.cfg" \
+        -w '%{http_code} %{time_total}\n' >"$out/pass1.txt" 2>/dev/null
+    echo $((($(date +%s%N) - t0) / 1000)) >"$out/pass1.wall_us"
+    printf 'pass1 %s\n' "$(rss_of "$gw")" >>"$out/rss"
+    log "tunnels: hot tunnel again with $NT more registered and cached"
+    timeout $((DUR + 30)) wrk -t1 -c1 -d"${DUR}s" --timeout 10s --latency "${hdr[@]}" \
+        "${S_URL[azhexgate]}/" >"$out/hot-after.txt" 2>&1
+    alive_check azhexgate "the $NT-tunnel step"
+    if [ -x "$GW_BENCH" ]; then
+        log "tunnels: bench/gw-bench lookup"
+        timeout 300 "$GW_BENCH" "$out" lookup >"$out/gw-bench.log" 2>&1
+        rc=$?
+        [ $rc -eq 0 ] || echo "gw-bench lookup failed (exit $rc): $(tail -c 200 "$out/gw-bench.log")" >"$out/gw-bench.err"
+    fi
+}
+
+# coldwarm (issue 5): a gateway of its own on the azhexgate-live row's emulator (live latency
+# profile), its pool idle timeout and pre-dial window scaled from 60 s to 1 s so that "idle for
+# longer than the pool idle timeout" takes seconds. NCW rounds on the static tunnel
+# (peers_probe.js coldwarm), each: 3 s idle, then cold = a new visitor connection (the pool is
+# empty: a rendezvous); 0.3 s later recent = a new visitor connection to a tunnel that just
+# served traffic (pre-dialed pool); 0.3 s later warm = a request on a kept-alive visitor
+# connection; 0.3 s later warm_new = a new visitor connection to the hot tunnel (the like-for-like
+# comparator of recent); then the same new-connection / kept-alive pair straight to the static origin, the
+# baseline (what a new TCP connection costs without any tunnel). Every request follows a pause
+# of at least 0.3 s, so none of them finds the processes hotter than another. Pool hit/miss
+# counters of that gateway are read at the end (NCW misses expected: one per cold request).
+coldwarm() {
+    local out=$RAW/coldwarm url host
+    mkdir -p "$out"
+    if [ -z "${S_URL[azhexgate-live]:-}" ] || [ -f "$RAW/azhexgate-live/died" ]; then
+        echo "the azhexgate-live row is not up" >"$out/failed"
+        return
+    fi
+    GW_ADMIN=$((BASE + 53)) spawn_gw gw-coldwarm azhexgate-live "$P_GW_CW" --pool-idle-timeout 1s \
+        --pool-prewarm-window 1s
+    role coldwarm gateway $!
+    host=${S_HOST[azhexgate-live]} url=http://127.0.0.1:$P_GW_CW/
+    wait_http "$url" "$host" 30 || { echo "its gateway did not answer: $(logtail gw-coldwarm)" >"$out/failed"; return; }
+    log "coldwarm: $NCW rounds of cold / recently active / warm (~$((NCW * 5)) s)"
+    timeout 600 node bench/peers_probe.js coldwarm "$url" "$host" "$NCW" 3000 \
+        "${S_URL[direct]}/" >"$out/coldwarm.json" 2>"$out/coldwarm.err"
+    curl -s --max-time 5 "http://127.0.0.1:$((BASE + 53))/metrics" |
+        grep -E '^azhexgate_gateway_(pool_total|prewarm_dials_total)' >"$out/metrics.txt"
+    alive_check coldwarm "the cold/warm probe"
+}
+if step_wanted controller; then controller_step; fi
+if step_wanted tunnels; then tunnels_many; fi
+if step_wanted coldwarm; then coldwarm; fi
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ------------------------------------------------------------------ peak RSS of every process (tree)
+for f in "$RAW"/*/pids; do
+    [ -f "$f" ] || continue
+    write_rss "$f" "${f%pids}rss"
+done
+# the last error lines of each peer's processes (the report shows them next to failed figures)
+peer_logs() {
+    case $1 in
+    nginx) echo "$WORK/nginx-hop/error.log" ;;
+    ssh) echo "$WORK/sshd.log $WORK/ssh.log" ;;
+    pagekite) echo "$WORK/pagekite-front.log $WORK/pagekite-back.log" ;;
+    hyco*) echo "$WORK/$1.log $WORK/emu-$1.log" ;;
+    azhexgate*) echo "$WORK/emu-$1.log $WORK/gw-$1.log $WORK/cli-$1-0.log $WORK/cli-$1-1.log" ;;
+    esac
+}
+for peer in "${PEERS[@]}"; do
+    [ -d "$RAW/$peer" ] || continue
+    # shellcheck disable=SC2046 # a list of paths without spaces
+    grep -ahiE 'error|exception|fatal|panic' $(peer_logs "$peer") 2>/dev/null | grep -v 'redis' |
+        tail -n 2 | cut -c1-300 | tr -cd '[:print:]\n' >"$RAW/$peer/log-errors"
 done
 
 # ------------------------------------------------------------------ machine, report
@@ -486,7 +609,12 @@ cat >"$RAW/machine.json" <<EOF
 EOF
 mkdir -p "$RESULTS"
 python3 bench/peers_report.py "$RAW" "$RESULTS" "${PEERS[@]}" || exit 1
-if command -v gnuplot >/dev/null && [ -f "$RESULTS/peers-latency.dat" ]; then
-    gnuplot "$RESULTS/peers-latency.gp" && rm -f "$RESULTS/peers-latency.gp" "$RESULTS/peers-latency.dat"
+if [ -f "$RESULTS/peers-latency.dat" ]; then
+    if command -v gnuplot >/dev/null; then
+        gnuplot "$RESULTS/peers-latency.gp" || log "gnuplot failed: peers-latency.png not updated"
+    else
+        log "gnuplot not installed (gnuplot-nox): peers-latency.png not updated"
+    fi
+    rm -f "$RESULTS/peers-latency.gp" "$RESULTS/peers-latency.dat"
 fi
 cat "$RESULTS/peers.md"
