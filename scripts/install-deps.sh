@@ -7,6 +7,9 @@ PKGS=(
     build-essential cmake pkg-config git ca-certificates
     libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev
     libyaml-dev libhttp-parser-dev libcmocka-dev
+    # the epoll event loop: lws's libev plugin and libev, loaded at run time (common/src/net.c
+    # falls back to poll() without them)
+    libev4 libwebsockets-evlib-ev
     redis-server clang-format clang-tidy clang libclang-rt-14-dev iproute2 iptables
     chromium
     # container images (deploy/images/build.sh): debootstrap makes the base, podman/buildah

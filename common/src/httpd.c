@@ -91,9 +91,10 @@ ahg_httpd_date(char *out, size_t outsz)
 static void
 timer_arm(struct hconn *hc, uint64_t ms)
 {
-    ahg_timer_stop(&hc->timer);
     if (ms)
         ahg_timer_start(&hc->timer, ms);
+    else
+        ahg_timer_stop(&hc->timer);
 }
 
 /* Writes a complete error response straight to the connection (no request object). */
@@ -198,8 +199,7 @@ body_end(struct ahg_httpd_req *r)
 {
     struct hconn *hc = r->hc;
     r->body_done = true;
-    hc->state = HC_WAIT;
-    timer_arm(hc, 0);
+    hc->state = HC_WAIT; /* no timeout while the handler answers (hconn_timeout ignores it) */
     if (!r->discarding && r->cbs && r->cbs->on_body_end)
         r->cbs->on_body_end(r);
     if (hc->req == r)
@@ -407,6 +407,8 @@ static void
 hconn_timeout(struct ahg_timer *t)
 {
     struct hconn *hc = t->ud;
+    if (hc->state == HC_WAIT)
+        return; /* the response's own timeouts apply; req_finish() re-arms */
     if (hc->state == HC_HEAD && hc->head_bytes) {
         write_raw_error(hc, 408, "the request head did not arrive in time");
         return;

@@ -1278,9 +1278,17 @@ ahg_log_new_request_id(char out[AHG_LOG_REQUEST_ID_LEN])
 {
     static const char hex[] = "0123456789abcdef";
     static atomic_uint_fast64_t counter;
+    /* one RAND_bytes call per 32 ids (it costs ~1 µs; this runs once per request) */
+    static _Thread_local unsigned char pool[256];
+    static _Thread_local size_t used = sizeof pool;
     unsigned char raw[8];
 
-    if (RAND_bytes(raw, (int)sizeof(raw)) != 1) {
+    if (used + sizeof(raw) <= sizeof pool || RAND_bytes(pool, (int)sizeof pool) == 1) {
+        if (used + sizeof(raw) > sizeof pool)
+            used = 0;
+        memcpy(raw, pool + used, sizeof(raw));
+        used += sizeof(raw);
+    } else {
         struct timespec ts;
         uint64_t v = atomic_fetch_add(&counter, 1) * UINT64_C(0x9E3779B97F4A7C15);
         if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)

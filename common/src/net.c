@@ -2,6 +2,7 @@
 #include "ahg/resolve.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <ev.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -40,7 +42,8 @@ struct ahg_conn {
     struct lws *wsi;
     const struct ahg_conn_ops *ops;
     void *ud;
-    struct ahg_list_node link; /* on loop->conns */
+    struct ahg_list_node link;       /* on loop->conns */
+    struct ahg_list_node flush_link; /* on loop->flush while it has output to send */
 
     struct outchunk *out_head, *out_tail;
     size_t queued;
@@ -86,14 +89,43 @@ struct ahg_listener {
     int port;
 };
 
+/*
+ * The epoll event loop. lws 4.1's own loop is poll(), whose cost per turn grows with the open
+ * sockets (every pooled relay stream is one): a fifth of the emulator's and the client's CPU at
+ * 64 busy connections. Debian builds lws with event-library plugins; we hand lws a foreign
+ * libev loop (epoll) when libev and lws's plugin (libwebsockets-evlib-ev) are installed, and
+ * fall back to poll() when they are not or AHG_EVENT_LOOP=poll. libev is opened at run time
+ * (its header comes with libwebsockets-dev), so the binaries need neither package.
+ */
+static struct ev_api {
+    struct ev_loop *(*loop_new)(unsigned flags);
+    void (*loop_destroy)(struct ev_loop *l);
+    int (*run)(struct ev_loop *l, int flags);
+    unsigned (*backend)(struct ev_loop *l);
+    void (*timer_start)(struct ev_loop *l, ev_timer *w);
+    void (*timer_stop)(struct ev_loop *l, ev_timer *w);
+    void (*now_update)(struct ev_loop *l);
+} ev_api;
+static pthread_once_t ev_api_once = PTHREAD_ONCE_INIT;
+
 struct ahg_loop {
     struct lws_context *ctx;
+    struct ev_loop *ev; /* NULL: lws's poll() loop */
+    /* lws 4.1's libev glue services timers from an idle watcher (starved while events keep
+     * coming) and re-arms its timer with ev_timer_set() on an active watcher (which libev
+     * ignores: a new earliest timer fires late). `wake` fires at the earliest lws timer (the
+     * head of lws's sorted lists, which start at `sul_owner`, learnt from our first timer)
+     * and services the ripe ones as lws's timer callback does. */
+    ev_timer wake;
+    lws_usec_t wake_us;
+    lws_dll2_owner_t *sul_owner;
     struct lws_vhost *client_vh;
     SSL_CTX *cli_ctx;          /* verifying */
     SSL_CTX *cli_ctx_insecure; /* tests only */
     bool insecure;
     struct tls_session {
         char host[256];
+        bool insecure; /* made without verification: never resumed by a verifying conn */
         SSL_SESSION *sess;
     } sessions[16];
     unsigned next_session;
@@ -101,6 +133,7 @@ struct ahg_loop {
     struct post_item *post_head, *post_tail;
     volatile sig_atomic_t stop;
     struct ahg_list conns; /* struct ahg_conn, by link */
+    struct ahg_list flush; /* struct ahg_conn, by flush_link: written during this pass */
     struct ahg_listener *listeners;
     bool destroyed; /* lws context gone: timers must not be touched */
     unsigned char scratch[LWS_PRE + 2 * AHG_NET_CHUNK]; /* TLS ciphertext staging */
@@ -128,6 +161,11 @@ static void
 timer_fire(lws_sorted_usec_list_t *sul)
 {
     struct ahg_timer *t = (struct ahg_timer *)(void *)sul; /* sul is the first member */
+    lws_usec_t now = lws_now_usecs();
+    if (t->due > now) { /* pushed later while armed: move it there */
+        lws_sul_schedule(t->loop->ctx, 0, &t->sul, timer_fire, t->due - now);
+        return;
+    }
     t->cb(t);
 }
 
@@ -144,7 +182,12 @@ ahg_timer_init(struct ahg_timer *t, struct ahg_loop *loop, void (*cb)(struct ahg
 void
 ahg_timer_start(struct ahg_timer *t, uint64_t ms)
 {
-    lws_sul_schedule(t->loop->ctx, 0, &t->sul, timer_fire, (lws_usec_t)ms * LWS_US_PER_MS);
+    lws_usec_t us = (lws_usec_t)ms * LWS_US_PER_MS;
+    t->due = lws_now_usecs() + us;
+    if (t->sul.list.owner && t->sul.us <= t->due)
+        return; /* armed to fire no later: timer_fire() moves it */
+    lws_sul_schedule(t->loop->ctx, 0, &t->sul, timer_fire, us);
+    t->loop->sul_owner = t->sul.list.owner;
 }
 
 void
@@ -211,6 +254,7 @@ conn_free(struct ahg_conn *c)
     ahg_timer_stop(&c->resume_timer);
     ahg_timer_stop(&c->idle_timer);
     ahg_list_remove(&loop->conns, &c->link);
+    ahg_list_remove(&loop->flush, &c->flush_link);
     struct outchunk *o = c->out_head;
     while (o) {
         struct outchunk *n = o->next;
@@ -349,13 +393,15 @@ session_new_cb(SSL *ssl, SSL_SESSION *sess)
     if (!c || !c->tls_host[0])
         return 0;
     struct ahg_loop *loop = c->loop;
+    bool insecure = SSL_get_SSL_CTX(ssl) == loop->cli_ctx_insecure;
     struct tls_session *slot = NULL;
     for (size_t i = 0; i < sizeof(loop->sessions) / sizeof(loop->sessions[0]); i++)
-        if (!strcmp(loop->sessions[i].host, c->tls_host))
+        if (loop->sessions[i].insecure == insecure && !strcmp(loop->sessions[i].host, c->tls_host))
             slot = &loop->sessions[i];
     if (!slot) {
         slot = &loop->sessions[loop->next_session++ % 16u];
         (void)snprintf(slot->host, sizeof(slot->host), "%s", c->tls_host);
+        slot->insecure = insecure;
     }
     if (slot->sess)
         SSL_SESSION_free(slot->sess);
@@ -427,7 +473,8 @@ tls_start(struct ahg_conn *c, bool insecure)
             SSL_set1_host(c->ssl, c->tls_host);
     }
     for (size_t i = 0; i < 16; i++)
-        if (c->loop->sessions[i].sess && !strcmp(c->loop->sessions[i].host, c->tls_host))
+        if (c->loop->sessions[i].sess && c->loop->sessions[i].insecure == insecure &&
+            !strcmp(c->loop->sessions[i].host, c->tls_host))
             SSL_set_session(c->ssl, c->loop->sessions[i].sess);
     return AHG_OK;
 }
@@ -492,6 +539,22 @@ tls_rx(struct ahg_conn *c, const unsigned char *in, size_t len)
     return 0;
 }
 
+/* n bytes of the first output chunk are gone (sent, or handed to lws or OpenSSL). */
+static void
+out_consumed(struct ahg_conn *c, size_t n)
+{
+    struct outchunk *o = c->out_head;
+    c->bytes_out += n;
+    c->queued -= n;
+    o->off += n;
+    if (o->off < o->len)
+        return;
+    c->out_head = o->next;
+    if (!c->out_head)
+        c->out_tail = NULL;
+    free(o);
+}
+
 /* One lws_write of pending ciphertext, after encrypting the next plaintext chunk. */
 static int
 tls_writeable(struct ahg_conn *c)
@@ -504,12 +567,7 @@ tls_writeable(struct ahg_conn *c)
             ERR_clear_error();
             return -1;
         }
-        c->bytes_out += n;
-        c->queued -= n;
-        c->out_head = o->next;
-        if (!c->out_head)
-            c->out_tail = NULL;
-        free(o);
+        out_consumed(c, n);
     }
     size_t pend = BIO_ctrl_pending(c->wbio);
     if (pend) {
@@ -605,7 +663,10 @@ ahg_conn_write_commit(struct ahg_conn *c, size_t n)
     c->queued += n;
     if (c->queued > AHG_NET_OUT_HIGH)
         c->above_high = true;
-    lws_callback_on_writable(c->wsi);
+    /* Sent at the end of this loop pass (flush_pass), with everything else written to c
+     * meanwhile: no POLLOUT round trip (an extra poll/epoll_ctl pair per write). */
+    if (!ahg_list_is_linked(&c->flush_link))
+        ahg_list_push_back(&c->loop->flush, &c->flush_link);
 }
 
 int
@@ -649,17 +710,47 @@ ahg_conn_want_drain(struct ahg_conn *c)
         lws_callback_on_writable(c->wsi);
 }
 
+/* Plain connections: send() straight from our queue, keeping an unsent tail in it (o->off).
+ * lws_write() would keep the tail itself and then stop reading the connection until it is
+ * sent, which deadlocks two peers that both write faster than the other reads. */
+static int
+plain_send(struct ahg_conn *c)
+{
+    int fd = (int)lws_get_socket_fd(c->wsi);
+    struct outchunk *o;
+    while ((o = c->out_head) != NULL) {
+        size_t n = o->len - o->off;
+        ssize_t w = send(fd, o->mem + LWS_PRE + o->off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            return -1;
+        }
+        c->last_activity = ahg_now_ms();
+        out_consumed(c, (size_t)w);
+        if ((size_t)w < n)
+            break;
+    }
+    if (c->out_head)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
 static int
 on_writeable(struct ahg_conn *c)
 {
     if (c->killed)
         return -1;
-    struct outchunk *o = c->ssl ? NULL : c->out_head;
+    struct outchunk *o = c->ssl || !c->tls ? NULL : c->out_head;
     if (c->ssl && tls_writeable(c) < 0) {
         c->killed = true;
         return -1;
     }
-    if (o) {
+    if (!c->ssl && !c->tls && plain_send(c) < 0) {
+        c->killed = true;
+        return -1;
+    }
+    if (o) { /* TLS done by lws (our listeners): one lws_write a callback */
         size_t n = o->len - o->off;
         unsigned char *p = o->mem + LWS_PRE + o->off;
         int w = lws_write(c->wsi, p, n, LWS_WRITE_RAW);
@@ -668,13 +759,8 @@ on_writeable(struct ahg_conn *c)
             return -1;
         }
         /* lws keeps any unsent tail of this write itself (truncated send). */
-        c->bytes_out += n;
         c->last_activity = ahg_now_ms();
-        c->queued -= n;
-        c->out_head = o->next;
-        if (!c->out_head)
-            c->out_tail = NULL;
-        free(o);
+        out_consumed(c, n);
         if (c->out_head)
             lws_callback_on_writable(c->wsi);
     }
@@ -1020,6 +1106,129 @@ net_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, 
 
 /* ---- loop ---- */
 
+static void
+ev_api_load(void)
+{
+    const char *want = getenv("AHG_EVENT_LOOP");
+    if (want && strcmp(want, "poll") == 0)
+        return;
+    void *h = dlopen("libev.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    struct ev_api a;
+    *(void **)&a.loop_new = dlsym(h, "ev_loop_new");
+    *(void **)&a.loop_destroy = dlsym(h, "ev_loop_destroy");
+    *(void **)&a.run = dlsym(h, "ev_run");
+    *(void **)&a.backend = dlsym(h, "ev_backend");
+    *(void **)&a.timer_start = dlsym(h, "ev_timer_start");
+    *(void **)&a.timer_stop = dlsym(h, "ev_timer_stop");
+    *(void **)&a.now_update = dlsym(h, "ev_now_update");
+    if (a.loop_new && a.loop_destroy && a.run && a.backend && a.timer_start && a.timer_stop &&
+        a.now_update)
+        ev_api = a; /* the handle stays open for the life of the process */
+    else
+        dlclose(h);
+}
+
+/* An epoll libev loop, or NULL (then lws runs its own poll() loop). */
+static struct ev_loop *
+ev_loop_open(void)
+{
+    pthread_once(&ev_api_once, ev_api_load);
+    if (!ev_api.loop_new)
+        return NULL;
+    struct ev_loop *l = ev_api.loop_new(EVFLAG_AUTO);
+    if (l && ev_api.backend(l) != EVBACKEND_EPOLL) {
+        ev_api.loop_destroy(l); /* no gain over lws's poll() */
+        l = NULL;
+    }
+    return l;
+}
+
+/* Sends what was written to each connection during the pass that just ended: one send per
+ * connection, or lws's writeable callback when the socket is not ready for it. */
+static void
+flush_pass(struct ahg_loop *loop)
+{
+    unsigned budget = 4096; /* on_drain callbacks may write again: bounded */
+    while (!ahg_list_is_empty(&loop->flush)) {
+        struct ahg_list_node *n = loop->flush.head;
+        struct ahg_conn *c = AHG_LIST_ENTRY(n, struct ahg_conn, flush_link);
+        ahg_list_remove(&loop->flush, n);
+        if (c->killed || !c->wsi)
+            continue;
+        if (!budget || !c->connected || c->closing || c->ssl || c->tls) {
+            lws_callback_on_writable(c->wsi);
+            continue;
+        }
+        budget--;
+        int r = on_writeable(c);
+        if (r < 0) {
+            if (c->closing && !c->killed) {
+                lws_callback_on_writable(c->wsi); /* drained: close from the callback */
+            } else {
+                c->killed = true;
+                if (c->wsi)
+                    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            }
+        }
+    }
+}
+
+static lws_usec_t
+first_sul_us(const struct ahg_loop *loop)
+{
+    const lws_dll2_owner_t *own = loop->sul_owner;
+    if (!own || !own->head)
+        return 0;
+    return lws_container_of(own->head, lws_sorted_usec_list_t, list)->us;
+}
+
+static void
+wake_fire(struct ev_loop *l, ev_timer *w, int revents)
+{
+    struct ahg_loop *loop = w->data;
+    (void)l;
+    (void)revents;
+    /* what lws's own timer callback does; wake_arm() re-arms after this pass */
+    (void)__lws_sul_service_ripe(loop->sul_owner, LWS_COUNT_PT_SUL_OWNERS, lws_now_usecs());
+}
+
+/* Arms `wake` for lws's earliest timer (now, when it is due already). */
+static void
+wake_arm(struct ahg_loop *loop)
+{
+    lws_usec_t first = first_sul_us(loop);
+    if (!first || (ev_is_active(&loop->wake) && loop->wake_us <= first))
+        return;
+    lws_usec_t now = lws_now_usecs(), at = first > now ? first : now;
+    ev_api.timer_stop(loop->ev, &loop->wake);
+    ev_api.now_update(loop->ev);
+    ev_timer_set(&loop->wake, (ev_tstamp)(at - now) / 1e6, 0.);
+    ev_api.timer_start(loop->ev, &loop->wake);
+    loop->wake_us = at;
+}
+
+/* One pass: wait for the next events or timer, service them, send what they wrote. */
+static int
+loop_pass(struct ahg_loop *loop)
+{
+    int r = 0;
+    flush_pass(loop); /* written outside the loop (setup, tests) */
+    if (loop->ev) {
+        wake_arm(loop);
+        ev_api.run(loop->ev, EVRUN_ONCE);
+        /* what lws's idle watcher does (starved while events keep coming): connections with
+         * input lws already holds (TLS records it decrypted) */
+        if (!lws_service_adjust_timeout(loop->ctx, 1, 0))
+            (void)_lws_plat_service_forced_tsi(loop->ctx, 0);
+    } else {
+        r = lws_service(loop->ctx, 0);
+    }
+    flush_pass(loop);
+    return r;
+}
+
 struct ahg_loop *
 ahg_loop_new(const struct ahg_loop_opts *opts)
 {
@@ -1042,7 +1251,26 @@ ahg_loop_new(const struct ahg_loop_opts *opts)
     info.pt_serv_buf_size = AHG_NET_CHUNK;
     if (opts && opts->max_fds)
         info.fd_limit_per_thread = opts->max_fds;
-    loop->ctx = lws_create_context(&info);
+    loop->ev = ev_loop_open();
+    if (loop->ev) {
+        void *foreign[1] = {loop->ev};
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = foreign;
+        loop->ctx = lws_create_context(&info);
+        if (!loop->ctx) {
+            AHG_LOG_WARN("libwebsockets' libev plugin did not load: using poll()");
+            ev_api.loop_destroy(loop->ev);
+            loop->ev = NULL;
+            info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
+            info.foreign_loops = NULL;
+        }
+    }
+    if (!loop->ctx)
+        loop->ctx = lws_create_context(&info);
+    if (loop->ev && loop->ctx) {
+        ev_timer_init(&loop->wake, wake_fire, 0., 0.);
+        loop->wake.data = loop;
+    }
     if (!loop->ctx) {
         pthread_mutex_destroy(&loop->post_mu);
         free(loop);
@@ -1069,7 +1297,7 @@ int
 ahg_loop_run(struct ahg_loop *loop)
 {
     while (!loop->stop) {
-        if (lws_service(loop->ctx, 0) < 0)
+        if (loop_pass(loop) < 0)
             break;
     }
     loop->stop = 0; /* the request is consumed: the loop can be run again */
@@ -1079,7 +1307,7 @@ ahg_loop_run(struct ahg_loop *loop)
 int
 ahg_loop_run_once(struct ahg_loop *loop)
 {
-    return lws_service(loop->ctx, 0) < 0 ? AHG_EIO : AHG_OK;
+    return loop_pass(loop) < 0 ? AHG_EIO : AHG_OK;
 }
 
 void
@@ -1110,6 +1338,10 @@ ahg_loop_free(struct ahg_loop *loop)
     ahg_resolve_shutdown(loop);
     lws_context_destroy(loop->ctx);
     loop->destroyed = true;
+    if (loop->ev) {
+        ev_api.timer_stop(loop->ev, &loop->wake);
+        ev_api.loop_destroy(loop->ev);
+    }
     /* Connections lws never reported closed (e.g. connects still pending). */
     ahg_list_foreach_safe (n, next, &loop->conns) {
         struct ahg_conn *c = AHG_LIST_ENTRY(n, struct ahg_conn, link);

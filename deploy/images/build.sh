@@ -28,7 +28,8 @@ MIRROR=${AHG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 # The runtime libraries of our binaries (and CA certificates); libwebsockets 4.1 is
 # libwebsockets17 in bookworm. Anything else the binaries link comes in as a dependency.
-RUNTIME_PKGS=libwebsockets17,libssl3,libcurl4,libcjson1,libhiredis0.14,libyaml-0-2,libhttp-parser2.9,ca-certificates
+# libev4 and libwebsockets-evlib-ev: the epoll event loop, loaded at run time (collect-runtime.sh).
+RUNTIME_PKGS=libwebsockets17,libwebsockets-evlib-ev,libev4,libssl3,libcurl4,libcjson1,libhiredis0.14,libyaml-0-2,libhttp-parser2.9,ca-certificates
 
 log() { echo "images: $*" >&2; }
 die() { echo "images: error: $*" >&2; exit 1; }

@@ -50,6 +50,17 @@ for bin in "$@"; do
     done
 done
 
+# Libraries loaded at run time, which ldd cannot see: libev and libwebsockets' libev plugin
+# (the epoll event loop of common/src/net.c), with their own closure. Without them the binaries
+# fall back to poll().
+for lib in /usr/lib/x86_64-linux-gnu/libev.so.4 /usr/lib/x86_64-linux-gnu/libwebsockets-evlib_ev.so; do
+    [ -e "$lib" ] || { echo "collect-runtime: $lib is missing in the base: the image would run poll()" >&2; exit 1; }
+    copy_lib "$lib"
+    for dep in $(ldd "$lib" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+        copy_lib "$dep"
+    done
+done
+
 # Debian package records of everything copied (dpkg -S wants the path dpkg installed, which
 # may be the /lib or the /usr/lib spelling of it).
 pkgs=$(sort -u "$STAGE.libs" | while read -r lib; do

@@ -49,6 +49,12 @@ fi
 pid=$(podman inspect --format '{{.State.Pid}}' "$CTR")
 uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo none)
 if [ "$uid" = 10001 ]; then echo "ok: the emulator runs as uid 10001"; else fail "the emulator runs as uid $uid"; fi
+# the epoll event loop (libev + lws's plugin, loaded at run time) made it into the image
+if ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'anon_inode:\[eventpoll\]'; then
+    echo "ok: the emulator runs the epoll event loop"
+else
+    fail "the emulator has no epoll descriptor: the image runs poll() (libev or its lws plugin missing)"
+fi
 ro=$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$CTR")
 if [ "$ro" = true ]; then echo "ok: read-only root filesystem"; else fail "ReadonlyRootfs is $ro"; fi
 podman kube down "$MANIFEST" >/dev/null
