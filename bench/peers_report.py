@@ -525,7 +525,7 @@ def markdown(doc):
             cells.append(fus(w["p99_us"]))
         out.append("| " + " | ".join(cells) + " |")
     out += ["", "## Transfers, streams, memory", "",
-            "| peer | %s download | %s upload (echoed) | SSE stream open p50 | SSE first event p50 "
+            "| peer | %s download | %s upload | SSE stream open p50 | SSE first event p50 "
             "| WS handshake p50 | WS echo RTT p50 / p99 | peak RSS (VmHWM) |"
             % (size(m["transfer_bytes"]), size(m["transfer_bytes"])),
             "|---|---|---|---|---|---|---|---|"]

@@ -424,11 +424,11 @@ measure() {
         "$au/bytes/$XFER" >"$out/download.json" 2>"$out/download.err"
     echo "curl exit $?" >>"$out/download.err"
     alive_check "$peer" download
-    log "$peer: upload $up B (echoed back)"
+    log "$peer: upload $up B (to /sink: counted, not echoed)"
     head -c "$up" /dev/zero | curl -s -o /dev/null --max-time "$XFER_TIMEOUT" "${hdr[@]}" \
         -X POST -T - -H 'Content-Type: application/octet-stream' \
         -w '{"code":"%{http_code}","bytes":%{size_upload},"Bps":%{speed_upload},"s":%{time_total}}' \
-        "$au/echo" >"$out/upload.json" 2>"$out/upload.err"
+        "$au/sink" >"$out/upload.json" 2>"$out/upload.err"
     echo "curl exit $?" >>"$out/upload.err"
     alive_check "$peer" upload
     log "$peer: SSE x$nsse, WebSocket echo x$NWS"

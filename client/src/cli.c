@@ -227,9 +227,10 @@ cmd_demo(int argc, char **argv)
 {
     static const struct ahg_config_spec spec = {
         .prog = PROG " demo",
-        .summary = "Serve the built-in demo app: a page with a WebSocket and an SSE stream, and "
-                   "/echo /headers /status/N /delay/MS /bytes/N /healthz, to expose when nothing "
-                   "else listens yet.",
+        .summary =
+            "Serve the built-in demo app: a page with a WebSocket and an SSE stream, and "
+            "/echo /sink /headers /status/N /delay/MS /bytes/N /healthz, to expose when nothing "
+            "else listens yet.",
         .usage = "[--port PORT] [--listen ADDR]",
         .opts = demo_opts,
         .nopts = sizeof(demo_opts) / sizeof(demo_opts[0]),

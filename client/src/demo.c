@@ -2,8 +2,9 @@
  * demo.c - the built-in demo app (see cli/demo.h for the routes).
  *
  * Every route streams: /echo hands body bytes back as they arrive and pauses the request body
- * while the response side is full; /bytes writes while the connection is writable and resumes
- * on drain; /events and /delay run on per-request timers that stop when the exchange ends.
+ * while the response side is full; /sink counts and checksums the body as it arrives; /bytes writes
+ * while the connection is writable and resumes on drain; /events and /delay run on per-request
+ * timers that stop when the exchange ends.
  */
 #include "cli/demo.h"
 
@@ -31,7 +32,7 @@ struct cli_demo {
     struct ahg_httpd *httpd;
 };
 
-enum demo_kind { DEMO_ECHO, DEMO_EVENTS, DEMO_DELAY, DEMO_BYTES };
+enum demo_kind { DEMO_ECHO, DEMO_SINK, DEMO_EVENTS, DEMO_DELAY, DEMO_BYTES };
 
 /* Per-request state of the streaming routes. */
 struct demo_req {
@@ -42,7 +43,7 @@ struct demo_req {
     uint64_t every_ms;
     uint64_t left;  /* events or bytes still to send; UINT64_MAX = unbounded events */
     uint64_t sent;  /* events or bytes sent */
-    uint64_t pos;   /* pattern offset for /bytes */
+    uint64_t pos;   /* pattern offset for /bytes; FNV-1a of the body for /sink */
     bool body_done; /* echo: request body complete */
 };
 
@@ -243,6 +244,48 @@ route_echo(struct ahg_httpd_req *r)
         len = (int64_t)h->content_length;
     if (ahg_httpd_resp_begin(r, rh, len) != AHG_OK)
         ahg_httpd_resp_abort(r);
+}
+
+/* ---- /sink: takes a body of any size, answers its length and FNV-1a 64 checksum ---- */
+
+static void
+sink_body(struct ahg_httpd_req *r, const char *p, size_t n)
+{
+    struct demo_req *d = ahg_httpd_req_ud(r);
+    uint64_t h = d->pos;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    d->pos = h;
+    d->sent += n;
+}
+
+static void
+sink_body_end(struct ahg_httpd_req *r)
+{
+    struct demo_req *d = ahg_httpd_req_ud(r);
+    char txt[96];
+    int n = snprintf(txt, sizeof(txt), "{\"bytes\":%llu,\"fnv1a64\":\"%016llx\"}\n",
+                     (unsigned long long)d->sent, (unsigned long long)d->pos);
+    (void)ahg_httpd_respond(r, 200, "application/json", txt, (size_t)n, NULL);
+}
+
+static void
+route_sink(struct ahg_httpd_req *r)
+{
+    struct demo_req *d = dr_new(r, DEMO_SINK);
+    if (!d) {
+        (void)ahg_httpd_respond_error(r, 500, "internal", "out of memory", false);
+        return;
+    }
+    d->pos = 1469598103934665603ull; /* FNV-1a 64 offset basis */
+    static const struct ahg_httpd_req_cbs cbs = {
+        .on_body = sink_body,
+        .on_body_end = sink_body_end,
+        .on_finish = dr_finish,
+    };
+    ahg_httpd_req_set_cbs(r, &cbs, d);
 }
 
 /* ---- /bytes/N ---- */
@@ -449,6 +492,17 @@ demo_request(struct ahg_httpd_req *r)
 
     if (strcmp(path, "/echo") == 0) {
         route_echo(r);
+        return;
+    }
+    if (strcmp(path, "/sink") == 0) {
+        if (strcmp(h->method, "POST") == 0 || strcmp(h->method, "PUT") == 0) {
+            route_sink(r);
+        } else {
+            static const char *const allow[] = {"Allow", "POST, PUT", NULL};
+            static const char msg[] = "405 Method Not Allowed: /sink takes POST or PUT\n";
+            (void)ahg_httpd_respond(r, 405, "text/plain; charset=utf-8", msg, sizeof(msg) - 1,
+                                    allow);
+        }
         return;
     }
     if (!get) {

@@ -12,6 +12,8 @@
  *                      `count` events then the end (default: until the caller leaves)
  *   *    /echo         the request body streamed back (chunked), X-Echo-Method and the
  *                      request's Content-Type
+ *   POST /sink         takes a body of any size (also PUT) and answers its length and FNV-1a
+ *                      64 checksum, {"bytes":N,"fnv1a64":"<16 hex>"} (uploads without an echo)
  *   GET  /headers      the request head as JSON {"method","target","headers":[[name,value]…]}
  *   GET  /status/NNN   an empty NNN answer (200..599)
  *   GET  /delay/MS     200 after MS milliseconds (at most 600000)

@@ -121,6 +121,27 @@ test_echo_large(void **state)
 }
 
 static void
+test_sink(void **state)
+{
+    (void)state;
+    size_t n = (size_t)2 * 1024 * 1024 + 5;
+    unsigned char *b = malloc(n);
+    assert_non_null(b);
+    tb_pat_fill(b, n, 0);
+    struct ts_resp g = {0};
+    assert_int_equal(call("POST", "/sink", b, n, NULL, &g), 200);
+    char want[96];
+    (void)snprintf(want, sizeof(want), "{\"bytes\":%zu,\"fnv1a64\":\"%016llx\"}\n", n,
+                   (unsigned long long)tb_pat_sum(n));
+    assert_string_equal(g.body, want);
+    assert_int_equal(call("PUT", "/sink", "", 0, NULL, &g), 200);
+    assert_non_null(strstr(g.body, "\"bytes\":0,"));
+    assert_int_equal(call("GET", "/sink", NULL, 0, NULL, &g), 405);
+    ts_resp_free(&g);
+    free(b);
+}
+
+static void
 test_bytes(void **state)
 {
     (void)state;
@@ -167,9 +188,13 @@ main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_page),         cmocka_unit_test(test_status_and_404),
-        cmocka_unit_test(test_echo_large),   cmocka_unit_test(test_bytes),
-        cmocka_unit_test(test_headers_json), cmocka_unit_test(test_events_and_delay),
+        cmocka_unit_test(test_page),
+        cmocka_unit_test(test_status_and_404),
+        cmocka_unit_test(test_echo_large),
+        cmocka_unit_test(test_sink),
+        cmocka_unit_test(test_bytes),
+        cmocka_unit_test(test_headers_json),
+        cmocka_unit_test(test_events_and_delay),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
