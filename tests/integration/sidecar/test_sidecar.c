@@ -31,6 +31,7 @@
 #include "ahg/net.h"
 #include "cli/demo.h"
 #include "sc/sidecar.h"
+#include "tbody.h"
 #include "tsupport.h"
 
 #define POD "checkout-7d9f8c5b4-x2x4z"
@@ -50,19 +51,6 @@ struct app {
     pthread_t thr;
 };
 
-static void *
-app_run(void *arg)
-{
-    (void)ahg_loop_run(arg);
-    return NULL;
-}
-
-static void
-app_quit(void *arg)
-{
-    ahg_loop_stop(arg);
-}
-
 static void
 app_up(struct app *a, int port)
 {
@@ -73,14 +61,13 @@ app_up(struct app *a, int port)
     struct cli_demo_opts o = {.port = port};
     a->demo = cli_demo_new(a->loop, &o, &err);
     assert_non_null(a->demo);
-    assert_int_equal(pthread_create(&a->thr, NULL, app_run, a->loop), 0);
+    tb_loop_thread_start(a->loop, &a->thr);
 }
 
 static void
 app_down(struct app *a)
 {
-    assert_int_equal(ahg_loop_post(a->loop, app_quit, a->loop), 0);
-    assert_int_equal(pthread_join(a->thr, NULL), 0);
+    tb_loop_thread_stop(a->loop, a->thr);
     ahg_loop_free(a->loop);
     cli_demo_free(a->demo);
 }
