@@ -3,8 +3,10 @@
 # joined by a veth pair (10.213.0.1 relay side, 10.213.0.2 client side; no other address is
 # touched). The client (direct relay mode, listener token) must keep its control channel through
 # 200 ms delay and 5% loss, and reconnect after a 10 s blackout.
-# Delay needs tc netem (kernel sch_netem); without it the delay step is skipped with a note and
-# loss and blackout use iptables' statistic match / DROP inside the client namespace instead.
+# Delay needs tc netem (kernel sch_netem); without it the client reaches the relay through
+# delay_proxy.py in its namespace (every byte held 200 ms each way while the delay is on: the
+# latency of netem's delay, without its jitter or reordering), and loss and blackout use
+# iptables' statistic match / DROP inside the client namespace.
 # Usage: netem.sh EMULATOR_BIN AZHEXGATE_BIN. Exit 77 = skipped (not root, no netns, neither
 # netem nor iptables).
 # AHG_LONG_TESTS=1 holds the impairment longer (60 s instead of 15 s).
@@ -28,6 +30,7 @@ CPID=""
 cleanup() {
     [ -n "$CPID" ] && kill -INT "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
     [ -n "$EPID" ] && kill -TERM "$EPID" 2>/dev/null && wait "$EPID" 2>/dev/null
+    [ -n "${PPID_:-}" ] && kill -TERM "$PPID_" 2>/dev/null && wait "$PPID_" 2>/dev/null
     ip netns del "$NS_C" 2>/dev/null
     ip netns del "$NS_R" 2>/dev/null
     rm -rf "$DIR"
@@ -47,9 +50,11 @@ ip netns exec "$NS_C" tc qdisc add dev "vc$$" root netem delay 0ms 2>/dev/null |
 if [ $NETEM = 0 ]; then
     command -v iptables >/dev/null || skip "neither tc netem (sch_netem) nor iptables available"
     ip netns exec "$NS_C" iptables -L -n >/dev/null 2>&1 || skip "no netem and iptables fails"
-    echo "rel_netem: note: tc netem unavailable (kernel sch_netem); delay not applied," \
-        "loss and blackout through iptables in the client namespace"
+    echo "rel_netem: note: tc netem unavailable (kernel sch_netem); delay through" \
+        "delay_proxy.py, loss and blackout through iptables in the client namespace"
 fi
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PPID_=
 # impair LOSS_PERCENT DELAY_MS (both directions, on the client's side of the link); 0 0 = clear
 impair() {
     if [ $NETEM = 1 ]; then
@@ -61,6 +66,7 @@ impair() {
     fi
     ip netns exec "$NS_C" iptables -F INPUT
     ip netns exec "$NS_C" iptables -F OUTPUT
+    if [ "$2" = 0 ]; then kill -USR2 "$PPID_"; else kill -USR1 "$PPID_"; fi
     [ "$1" = 0 ] && return
     local m=(-j DROP)
     [ "$1" = 100 ] || m=(-m statistic --mode random --probability "0.0$1" -j DROP)
@@ -103,20 +109,45 @@ PY
 )
 ip netns exec "$NS_C" python3 -m http.server 8080 --bind 127.0.0.1 >"$DIR/app.log" 2>&1 &
 APP=$!
-ip netns exec "$NS_C" "$CLI" start --port=8080 --relay-endpoint=ws://10.213.0.1:9911 \
+RELAY=ws://10.213.0.1:9911
+if [ $NETEM = 0 ]; then
+    ip netns exec "$NS_C" python3 "$HERE/delay_proxy.py" 127.0.0.1 9921 10.213.0.1 9911 200 \
+        >"$DIR/proxy.log" 2>&1 &
+    PPID_=$!
+    for _ in $(seq 100); do grep -q ready "$DIR/proxy.log" && break; sleep 0.1; done
+    grep -q ready "$DIR/proxy.log" || fail "delay_proxy.py did not start: $(cat "$DIR/proxy.log")"
+    RELAY=ws://127.0.0.1:9921
+fi
+ip netns exec "$NS_C" "$CLI" start --port=8080 --relay-endpoint="$RELAY" \
     --hybrid-connection=hc1 --listener-token="$TOKEN" --keepalive=2s >"$DIR/cli.log" 2>&1 &
 CPID=$!
 wait_metric ahg_emulator_listeners 1 20 || { kill $APP; fail "the client never connected"; }
 total0=$(metric ahg_emulator_listen_total)
 echo "rel_netem: connected (listen_total=$total0)"
+# one request through the tunnel from the relay side (HTTP mode, a sender with the same token):
+# "STATUS SECONDS"; the delay shows in its time (at least two crossings each way)
+through() {
+    ip netns exec "$NS_R" curl -s -o /dev/null --max-time 20 -w '%{http_code} %{time_total}' \
+        -H "ServiceBusAuthorization: $TOKEN" "http://10.213.0.1:9911/hc1/"
+}
+base=$(through)
+[ "${base%% *}" = 200 ] || { kill $APP; fail "a request through the tunnel answered '$base'"; }
+
+impair 0 200
+sleep 1
+slow=$(through)
+[ "${slow%% *}" = 200 ] || { kill $APP; fail "under 200 ms delay a request answered '$slow'"; }
+echo "rel_netem: a request through the tunnel took ${base#* } s, ${slow#* } s with 200 ms delay each way"
+awk -v s="${slow#* }" 'BEGIN { exit !(s >= 0.4) }' ||
+    { kill $APP; fail "the delay was not applied (${slow#* } s < 0.4 s)"; }
 
 impair 5 200
 sleep "$HOLD" # the impairment lasts this long (the property is observed afterwards)
 l=$(metric ahg_emulator_listeners)
 t=$(metric ahg_emulator_listen_total)
 kill -0 "$CPID" 2>/dev/null || { kill $APP; fail "the client exited under delay/loss"; }
-delay="200 ms delay + "
-[ $NETEM = 1 ] || delay=""
+delay="200 ms delay (netem) + "
+[ $NETEM = 1 ] || delay="200 ms delay (delay_proxy.py) + "
 echo "rel_netem: after ${HOLD}s of ${delay}5% loss each way: listeners=$l listen_total=$t"
 [ "$l" = 1 ] || { kill $APP; fail "the control channel was lost under delay/loss"; }
 [ "$t" = "$total0" ] || echo "rel_netem: note: the client reconnected during delay/loss"
