@@ -115,6 +115,8 @@ write_raw_error(struct hconn *hc, int status, const char *msg)
     if (n > 0 && (size_t)n < sizeof(out))
         (void)ahg_conn_write(hc->conn, out, (size_t)n);
     hc->state = HC_CLOSED;
+    if (hc->srv->opts.on_reject)
+        hc->srv->opts.on_reject(hc->srv->opts.ud, status, msg, ahg_conn_peer_addr(hc->conn));
     ahg_conn_close(hc->conn);
 }
 

@@ -140,6 +140,37 @@ gw_req_host(const struct ahg_httpd_req *r, char *buf, size_t bufsz)
     return buf;
 }
 
+void
+gw_count_answer(struct gw *gw, int status)
+{
+    if (!gw->metrics)
+        return;
+    char labels[64];
+    (void)snprintf(labels, sizeof(labels), "code=\"%d\"", status);
+    struct ahg_metric *m = ahg_metrics_counter(gw->metrics, "azhexgate_gateway_requests_total",
+                                               "Requests answered, by status", labels);
+    if (m)
+        ahg_metric_inc(m);
+}
+
+/* A request refused by the HTTP parser (smuggling shapes, oversized or malformed heads, header
+ * timeout) never reaches on_public_request: count it and give it an access record too, so such
+ * attacks show in the logs and metrics like any other answer. */
+static void
+on_public_reject(void *ud, int status, const char *reason, const char *peer)
+{
+    struct gw *gw = ud;
+    gw_count_answer(gw, status);
+    if (!gw->o.access_log)
+        return;
+    char id[AHG_LOG_REQUEST_ID_LEN];
+    ahg_log_new_request_id(id);
+    struct ahg_log_access_rec rec = {.req_id = id, .peer = peer, .status = status};
+    ahg_log_access(&rec);
+    AHG_LOG_DEBUG("request %s from %s refused with %d: %s", id, peer ? peer : "?", status,
+                  reason ? reason : "");
+}
+
 static void
 on_public_request(struct ahg_httpd_req *r)
 {
@@ -367,6 +398,7 @@ ahg_gw_new(struct ahg_loop *loop, struct ahg_store *store, const struct ahg_gw_o
         .header_timeout_ms = opts->header_timeout_ms,
         .idle_timeout_ms = opts->idle_timeout_ms,
         .on_request = on_public_request,
+        .on_reject = on_public_reject,
         .ud = gw,
     };
     gw->pub = ahg_httpd_new(loop, &ho, err);

@@ -145,6 +145,8 @@ struct gw {
 };
 
 uint32_t gw_hash(const char *s);
+/* Counts one answer with this status in azhexgate_gateway_requests_total. */
+void gw_count_answer(struct gw *gw, int status);
 /* The host a request is for: the authority of an absolute-form target (RFC 9112 3.2.2: it
  * wins over Host, which is then ignored), else the Host field; copied into buf (NULL when
  * there is none or it does not fit). */

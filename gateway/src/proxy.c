@@ -569,13 +569,8 @@ ex_log(struct gw_ex *ex, int status)
 {
     struct gw *gw = ex->gw;
     double ms = (double)(ahg_now_ms() - ex->start_ms);
+    gw_count_answer(gw, status);
     if (gw->metrics) {
-        char labels[64];
-        (void)snprintf(labels, sizeof(labels), "code=\"%d\"", status);
-        struct ahg_metric *m = ahg_metrics_counter(gw->metrics, "azhexgate_gateway_requests_total",
-                                                   "Requests answered, by status", labels);
-        if (m)
-            ahg_metric_inc(m);
         if (gw->m_latency)
             ahg_metric_observe(gw->m_latency, ms / 1000.0);
         if (gw->m_bytes_in)

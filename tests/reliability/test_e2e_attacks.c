@@ -505,6 +505,21 @@ raw_str(const char *src, int port, const char *req, struct raw *out)
 
 /* ---- request smuggling ---- */
 
+/* Lines of the file at path holding both needles (0 when it cannot be read). */
+static size_t
+count_lines_with(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, a) && strstr(line, b);
+    (void)fclose(f);
+    return n;
+}
+
 static void
 test_smuggling_matrix(void **state)
 {
@@ -603,6 +618,10 @@ test_smuggling_matrix(void **state)
     };
     unsigned before = app_count();
     size_t from = app_len();
+    /* refused requests get an access record of their own (no method, no target) */
+    size_t rec0 = count_lines_with(st.logs[2], "\"type\":\"access\"", "\"status\":");
+    size_t null0 = count_lines_with(st.logs[2], "\"type\":\"access\"", "\"target\":null");
+    size_t refused = 0;
     char req[1024];
     struct raw r;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -615,6 +634,7 @@ test_smuggling_matrix(void **state)
                      r.buf);
         if (r.nresp != 1)
             fail_msg("'%s': %d responses:\n%s", cases[i].name, r.nresp, r.buf);
+        refused++;
     }
     /* NUL cannot go through snprintf: by hand */
     static const char nul[] = "GET /smuggled-24 HTTP/1.1\r\nHost: x.localhost\r\nX-A: a\0b\r\n\r\n";
@@ -627,8 +647,17 @@ test_smuggling_matrix(void **state)
     (void)printf("rel: smuggling 'NUL in the target' -> %d\n", r.status);
     assert_int_equal(r.status, 400);
 
+    refused += 2;
+
     /* the app received nothing at all */
     nap_ms(300);
+    size_t recs = count_lines_with(st.logs[2], "\"type\":\"access\"", "\"status\":") - rec0;
+    size_t nulls = count_lines_with(st.logs[2], "\"type\":\"access\"", "\"target\":null") - null0;
+    (void)printf("rel: smuggling: %zu access records in the gateway's log for %zu attacks (%zu "
+                 "refused by the parser, before a request existed)\n",
+                 recs, refused, nulls);
+    assert_true(recs >= refused); /* every refused request leaves its access record */
+    assert_true(nulls > 0);
     char *seen = app_log_since(from);
     if (app_count() != before)
         fail_msg("the app received %u requests during the attacks:\n%s", app_count() - before,

@@ -41,6 +41,10 @@ struct ahg_httpd_opts {
     void *ud;
     /* Called with ud when the server is freed (with its loop), e.g. to free ud. May be NULL. */
     void (*on_free)(void *ud);
+    /* A request refused before it became a request (malformed or oversized head, smuggling
+     * shapes, header timeout): the status sent (400, 408, 414, 431, 501, 503), its reason and
+     * the peer's address. For logs and metrics; the connection is closing. May be NULL. */
+    void (*on_reject)(void *ud, int status, const char *reason, const char *peer);
 };
 
 /* Per-request callbacks (all optional). */
