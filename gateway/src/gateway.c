@@ -171,6 +171,27 @@ on_public_reject(void *ud, int status, const char *reason, const char *peer)
                   reason ? reason : "");
 }
 
+/* Why a listener could not be made, for a person. */
+static const char *
+listen_err(int err)
+{
+    return err == AHG_EIO ? "the address is in use or not available (another process on that "
+                            "port?)"
+                          : ahg_strerror(err);
+}
+
+/* The public listener is freed with the loop: before ahg_gw_free() (gw lives on), or after
+ * it (gw waited for this, as an orphan). */
+static void
+on_public_freed(void *ud)
+{
+    struct gw *gw = ud;
+    gw->pub_alive = false;
+    gw->pub = NULL;
+    if (gw->orphan)
+        free(gw);
+}
+
 static void
 on_public_request(struct ahg_httpd_req *r)
 {
@@ -399,12 +420,14 @@ ahg_gw_new(struct ahg_loop *loop, struct ahg_store *store, const struct ahg_gw_o
         .idle_timeout_ms = opts->idle_timeout_ms,
         .on_request = on_public_request,
         .on_reject = on_public_reject,
+        .on_free = on_public_freed,
         .ud = gw,
     };
     gw->pub = ahg_httpd_new(loop, &ho, err);
+    gw->pub_alive = gw->pub != NULL;
     if (!gw->pub) {
         AHG_LOG_ERROR("gateway: cannot listen on %s:%d: %s", gw->iface ? gw->iface : "127.0.0.1",
-                      opts->port, ahg_strerror(*err));
+                      opts->port, listen_err(*err));
         goto fail_started;
     }
     if (opts->admin_port >= 0) {
@@ -421,7 +444,7 @@ ahg_gw_new(struct ahg_loop *loop, struct ahg_store *store, const struct ahg_gw_o
         gw->admin = ahg_admin_new(loop, &ao, err);
         if (!gw->admin) {
             AHG_LOG_ERROR("gateway: cannot open the admin listener on port %d: %s",
-                          opts->admin_port, ahg_strerror(*err));
+                          opts->admin_port, listen_err(*err));
             goto fail_started;
         }
     }
@@ -434,11 +457,11 @@ ahg_gw_new(struct ahg_loop *loop, struct ahg_store *store, const struct ahg_gw_o
 
 fail_started:
     ahg_timer_stop(&gw->prewarm_timer);
-    if (gw->pub) {
-        /* a listener made lives as long as the loop and points at gw: keep it, unusable */
-        gw->freeing = true;
+    if (gw->pub) { /* the listener lives as long as the loop: gw goes with it */
+        ahg_gw_free((struct ahg_gw *)gw);
         return NULL;
     }
+    gw_proxy_free(gw);
     if (gw->own_metrics)
         ahg_metrics_free(gw->metrics);
 fail:
@@ -567,6 +590,11 @@ ahg_gw_free(struct ahg_gw *g)
     ahg_cidr_list_free(&gw->api_allow);
     if (gw->own_metrics)
         ahg_metrics_free(gw->metrics);
+    gw->metrics = NULL;
     free_strings(gw);
+    if (gw->pub_alive) { /* freed with the listener, when the loop goes */
+        gw->orphan = true;
+        return;
+    }
     free(gw);
 }

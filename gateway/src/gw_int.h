@@ -121,6 +121,8 @@ struct gw {
     bool own_metrics;
     bool draining;
     bool freeing;
+    bool pub_alive; /* the public listener (freed with the loop) still points at this */
+    bool orphan;    /* ahg_gw_free() ran first: the listener's on_free frees the struct */
     bool store_up;
     bool ever_up;
 
