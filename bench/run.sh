@@ -136,6 +136,8 @@ cleanup() {
     for ((i = ${#ALL_PIDS[@]} - 1; i >= 0; i--)); do kill "${ALL_PIDS[i]}" 2>/dev/null; done
     sleep 0.3
     for p in "${ALL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    # reap them here, quietly (else bash reports each one it finds killed on exit)
+    [ ${#ALL_PIDS[@]} -eq 0 ] || wait "${ALL_PIDS[@]}" 2>/dev/null
     [ -f "$WORK/nginx-origin/nginx.pid" ] && kill "$(cat "$WORK/nginx-origin/nginx.pid")" 2>/dev/null
     [ -f "$WORK/nginx-hop/nginx.pid" ] && kill "$(cat "$WORK/nginx-hop/nginx.pid")" 2>/dev/null
     if [ "${AHG_BENCH_KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
