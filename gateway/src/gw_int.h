@@ -92,7 +92,7 @@ struct gw_tunnel {
     unsigned peak;        /* highest `active` in the current window */
     unsigned peak_prev;   /* highest `active` in the previous window */
     uint64_t last_active_ms;
-    char sas[GW_TOKEN_MAX]; /* cached Send SAS */
+    char *sas; /* cached Send SAS (malloc'd, its own size), NULL when none */
     long long sas_expiry;
 };
 

@@ -122,7 +122,8 @@ tun_get(struct gw *gw, const struct gw_route_info *info)
             st_close(AHG_LIST_ENTRY(t->idle.head, struct gw_stream, node), true);
         (void)snprintf(t->hc, sizeof(t->hc), "%s", info->hc);
         (void)snprintf(t->relay, sizeof(t->relay), "%s", info->relay);
-        t->sas[0] = '\0';
+        free(t->sas);
+        t->sas = NULL;
         t->sas_expiry = 0;
     }
     return t;
@@ -138,6 +139,7 @@ tun_free(struct gw_tunnel *t)
     if (*pp)
         *pp = t->hnext;
     ahg_list_remove(&gw->tunnels, &t->node);
+    free(t->sas);
     free(t);
 }
 
@@ -495,19 +497,23 @@ st_dial(struct gw_tunnel *t, struct gw_ex *ex, bool retried)
     const char *token = NULL;
     if (gw->sas_key) {
         long long now = (long long)time(NULL);
-        if (!t->sas[0] || t->sas_expiry - now < 300) {
+        if (!t->sas || t->sas_expiry - now < 300) {
             char aud[GW_HOST_MAX + GW_HC_MAX + 16];
             (void)snprintf(aud, sizeof(aud), "http://%s/%s/", t->relay, t->hc);
             for (char *c = aud; *c; c++)
                 if (*c >= 'A' && *c <= 'Z')
                     *c = (char)(*c - 'A' + 'a');
-            if (ahg_sas_create(aud, gw->sas_key_name, gw->sas_key, now + 3600, t->sas,
-                               sizeof(t->sas)) == AHG_OK)
+            /* kept at its own size: a tunnel the gateway knows costs no 2 KiB token buffer */
+            char tok[AHG_SAS_MAX + 1];
+            free(t->sas);
+            t->sas = NULL;
+            if (ahg_sas_create(aud, gw->sas_key_name, gw->sas_key, now + 3600, tok, sizeof(tok)) ==
+                    AHG_OK &&
+                (t->sas = strdup(tok)) != NULL)
                 t->sas_expiry = now + 3600;
-            else
-                t->sas[0] = '\0';
+            memset(tok, 0, sizeof(tok));
         }
-        token = t->sas[0] ? t->sas : NULL;
+        token = t->sas;
     }
     st_with_token(st, token);
     return true;
@@ -1493,6 +1499,7 @@ gw_proxy_free(struct gw *gw)
         ahg_list_foreach_safe (m, tmp2, &t->busy) {
             free(AHG_LIST_ENTRY(m, struct gw_stream, node));
         }
+        free(t->sas);
         free(t);
     }
     ahg_list_init(&gw->tunnels);
