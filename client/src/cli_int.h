@@ -37,7 +37,6 @@ struct cli_tunnel {
 };
 
 extern const struct ahg_wsconn_cbs cli_null_ws_cbs;
-extern const struct ahg_conn_ops cli_null_conn_ops;
 
 /* Rendezvous dials: a URL host equal to the relay endpoint's host name is dialed at the
  * resolved relay_address; tls_host (when set) replaces the certificate name on wss. */

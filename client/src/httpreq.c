@@ -93,7 +93,7 @@ reset_request(struct cli_hreq *h)
     h->out_len = h->blen = 0;
     h->active = h->want_body = h->head_done = h->streaming = h->resp_sent = h->frames_sent = false;
     if (h->tcp) {
-        ahg_conn_set_ops(h->tcp, &cli_null_conn_ops, NULL);
+        ahg_conn_set_ops(h->tcp, &ahg_conn_null_ops, NULL);
         ahg_conn_abort(h->tcp);
         h->tcp = NULL;
     }

@@ -36,23 +36,6 @@ struct cli_stream {
 
 const struct ahg_wsconn_cbs cli_null_ws_cbs = {0};
 
-static size_t
-null_data(struct ahg_conn *c, const unsigned char *p, size_t n)
-{
-    (void)c;
-    (void)p;
-    return n;
-}
-
-static void
-null_close(struct ahg_conn *c, enum ahg_conn_end why)
-{
-    (void)c;
-    (void)why;
-}
-
-const struct ahg_conn_ops cli_null_conn_ops = {.on_data = null_data, .on_close = null_close};
-
 static void ws_close_now(struct cli_stream *s);
 
 /* Draining: a stream with no request in flight is closed (HTTP streams only). */
@@ -505,7 +488,7 @@ cli_stream_free_all(struct cli_tunnel *t)
             ahg_wsconn_abort(s->ws);
         }
         if (s->tcp) {
-            ahg_conn_set_ops(s->tcp, &cli_null_conn_ops, NULL);
+            ahg_conn_set_ops(s->tcp, &ahg_conn_null_ops, NULL);
             ahg_conn_abort(s->tcp);
         }
         stream_free(s);

@@ -1364,3 +1364,20 @@ ahg_loop_free(struct ahg_loop *loop)
     pthread_mutex_destroy(&loop->post_mu);
     free(loop);
 }
+
+static size_t
+null_data(struct ahg_conn *c, const unsigned char *p, size_t n)
+{
+    (void)c;
+    (void)p;
+    return n;
+}
+
+static void
+null_close(struct ahg_conn *c, enum ahg_conn_end why)
+{
+    (void)c;
+    (void)why;
+}
+
+const struct ahg_conn_ops ahg_conn_null_ops = {.on_data = null_data, .on_close = null_close};

@@ -601,23 +601,6 @@ ex_log(struct gw_ex *ex, int status)
     ahg_log_access(&rec);
 }
 
-static size_t
-null_data(struct ahg_conn *c, const unsigned char *p, size_t n)
-{
-    (void)c;
-    (void)p;
-    return n;
-}
-
-static void
-null_close(struct ahg_conn *c, enum ahg_conn_end why)
-{
-    (void)c;
-    (void)why;
-}
-
-static const struct ahg_conn_ops null_conn_ops = {.on_data = null_data, .on_close = null_close};
-
 /* Detaches the stream from the exchange: back to the pool when it can carry another one. */
 static void
 ex_release_stream(struct gw_ex *ex, bool reuse)
@@ -627,7 +610,7 @@ ex_release_stream(struct gw_ex *ex, bool reuse)
     if (ex->up) {
         struct ahg_conn *c = ex->up;
         ex->up = NULL;
-        ahg_conn_set_ops(c, &null_conn_ops, NULL);
+        ahg_conn_set_ops(c, &ahg_conn_null_ops, NULL);
         ahg_conn_abort(c);
     }
     if (!st)

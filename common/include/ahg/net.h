@@ -174,6 +174,9 @@ void ahg_conn_abort(struct ahg_conn *c);
 
 /* Replaces the callbacks and user data (protocol switch, e.g. HTTP -> byte pipe). */
 void ahg_conn_set_ops(struct ahg_conn *c, const struct ahg_conn_ops *ops, void *ud);
+/* Ops that discard whatever still arrives and ignore the close: for a connection whose owner
+ * is gone while it closes. */
+extern const struct ahg_conn_ops ahg_conn_null_ops;
 
 void *ahg_conn_ud(const struct ahg_conn *c);
 

@@ -630,28 +630,11 @@ hcli_wait_closed(struct hcli *h, unsigned ms)
     return th_wait(h->t, hcli_gone, h, ms);
 }
 
-static size_t
-null_data(struct ahg_conn *c, const unsigned char *p, size_t n)
-{
-    (void)c;
-    (void)p;
-    return n;
-}
-
-static void
-null_close(struct ahg_conn *c, enum ahg_conn_end why)
-{
-    (void)c;
-    (void)why;
-}
-
-static const struct ahg_conn_ops null_ops = {.on_data = null_data, .on_close = null_close};
-
 void
 hcli_free(struct hcli *h)
 {
     if (h->c) {
-        ahg_conn_set_ops(h->c, &null_ops, NULL);
+        ahg_conn_set_ops(h->c, &ahg_conn_null_ops, NULL);
         ahg_conn_abort(h->c);
         h->c = NULL;
     }
